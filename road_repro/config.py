@@ -1,0 +1,268 @@
+"""Typed run configuration: a scale profile, a table spec and ``key=value`` overrides, merged and checked.
+
+Layers (as in the ELECTRA reference: defaults, then per scale, then per table, then the command line):
+
+1. the dataclass defaults below (the paper's Table 8 finetuning values where they apply),
+2. ``ablations/profiles/<profile>.yaml`` (``smoke``, ``mini``, ``paper``),
+3. the table spec's own ``profile_overrides`` and then the user's dotlist overrides.
+
+Unknown keys are errors (OmegaConf structured configs), and :func:`validate_profile` checks ranges and
+consistency before any compute starts, naming the offending setting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from road_repro.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS_DIR = REPO_ROOT / "ablations"
+PROFILES_DIR = ABLATIONS_DIR / "profiles"
+
+
+@dataclass
+class WarmStartConfig:
+    """Smoke scale only: a stand-in for self-supervised pretraining of a randomly initialised tiny preset.
+
+    Real encoders arrive pretrained; a tiny random-init one cannot learn span QA in the few hundred steps
+    the smoke scale affords. So the preset is first trained once (a cached ``warm_start`` stage) on a
+    disjoint synthetic QA stream, and every run starts from those encoder weights with fresh heads.
+    """
+
+    dataset: str = MISSING
+    split: str = "train"
+    limit: int | None = None
+    steps: int = 1500
+    lr: float = 1e-3
+    batch_size: int = 32
+
+
+@dataclass
+class ModelConfig:
+    """An encoder: a Hugging Face id/path (``name_or_path``) or a tiny preset built from a config."""
+
+    name_or_path: str | None = None
+    preset: str | None = None
+    tokenizer: str | None = None  # defaults to name_or_path; "minilm" = the packaged MiniLM vocab
+    num_layers: int | None = None  # keep only the first k layers (e.g. MiniLM's first 3 as a "base")
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    trust_remote_code: bool = False
+    warm_start: WarmStartConfig | None = None
+
+
+@dataclass
+class SplitConfig:
+    """Where one split of a task comes from: a registered dataset name, its split and an optional cap."""
+
+    dataset: str = MISSING
+    split: str = MISSING
+    limit: int | None = None
+
+
+@dataclass
+class TaskConfig:
+    train: SplitConfig = field(default_factory=SplitConfig)
+    dev: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class FeatureConfig:
+    """Tokenization and SQuAD 2.0 post-processing settings (ELECTRA / HF run_qa defaults)."""
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best_size: int = 20
+    null_score_diff_threshold: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and schedule (paper Table 8, finetuning column, as defaults)."""
+
+    epochs: float = 3.0
+    steps: int | None = None  # overrides epochs when set (pretraining counts steps)
+    lr: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    layerwise_lr_decay: float = 0.9
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-6
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class DistillConfig:
+    """KD settings (paper 3.3: T = 5, lambda = 0.9, W = 0.75, three teachers)."""
+
+    temperature: float = 5.0
+    lam: float = 0.9
+    w: float = 0.75
+    n_teachers: int = 3
+    t2_scale: bool = False
+
+
+@dataclass
+class RuntimeConfig:
+    """How to run: device, precision, checkpoint cadence, progress bars."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where supported, else fp16; fp32 on CPU)
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end
+    progress: bool = True
+    deterministic: bool = True
+
+
+@dataclass
+class ProfileConfig:
+    """One scale (smoke, mini, paper): models, data, hyperparameters and seeds."""
+
+    name: str = MISSING
+    description: str = ""
+    scale_note: str = ""  # shown on every report page (e.g. "smoke: a pipeline check, not a reproduction")
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    data_dir: str | None = None
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    finetune: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+@dataclass
+class RowSpec:
+    """One printed row of a table: its label as printed (joins paper_tables.csv) and how to compute it."""
+
+    method: str = MISSING
+    recipe: str = "finetune"  # finetune | ensemble
+    distill: str | None = None  # None | kd | annealing | weighted
+    model: str | None = None  # profile model key; defaults to the table's
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TableSpec:
+    """A paper or blog table: which task, which model, which rows."""
+
+    table: str = MISSING  # id in paper_tables.csv (T5, B51, ...)
+    title: str = MISSING
+    task: str = MISSING  # profile task key, e.g. squad_v2
+    model: str = "large"
+    metrics: list[str] = field(default_factory=lambda: ["f1", "em"])
+    rows: list[RowSpec] = field(default_factory=list)
+    profile_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+DISTILL_METHODS = (None, "kd", "annealing", "weighted")
+RECIPES = ("finetune", "ensemble")
+
+
+def _resolve_path(name_or_path: str, folder: Path, kind: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = folder / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    raise ConfigError(f"unknown {kind} {name_or_path!r}: no file {candidate} (known: {', '.join(known)})")
+
+
+def _merge(schema: type, *layers: Any, what: str) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), *layers)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{what}: {exc}".strip()) from exc
+
+
+def load_table_spec(name_or_path: str) -> TableSpec:
+    """Read ``ablations/<name>.yaml`` into a checked :class:`TableSpec`."""
+    path = _resolve_path(name_or_path, ABLATIONS_DIR, "table spec")
+    spec: TableSpec = _merge(TableSpec, OmegaConf.load(path), what=f"table spec {path}")
+    for i, row in enumerate(spec.rows):
+        if row.recipe not in RECIPES:
+            raise ConfigError(f"{path}: rows[{i}].recipe={row.recipe!r} is not one of {RECIPES}")
+        if row.distill not in DISTILL_METHODS:
+            raise ConfigError(f"{path}: rows[{i}].distill={row.distill!r} is not one of {DISTILL_METHODS}")
+    return spec
+
+
+def load_profile(
+    name_or_path: str, overrides: Sequence[str] = (), table: TableSpec | None = None
+) -> ProfileConfig:
+    """Merge defaults, the profile file, the table's overrides and dotlist ``overrides``; then validate."""
+    path = _resolve_path(name_or_path, PROFILES_DIR, "profile")
+    layers = [OmegaConf.load(path)]
+    if table is not None and table.profile_overrides:
+        layers.append(OmegaConf.create(table.profile_overrides))
+    try:
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"bad override in {list(overrides)}: {exc}") from exc
+    profile: ProfileConfig = _merge(ProfileConfig, *layers, what=f"profile {path} with overrides {list(overrides)}")
+    if profile.data_dir is None and os.environ.get("ROAD_DATA_DIR"):
+        profile.data_dir = os.environ["ROAD_DATA_DIR"]
+    validate_profile(profile)
+    return profile
+
+
+def validate_profile(p: ProfileConfig) -> None:
+    """Range and consistency checks, each naming the setting, so bad settings fail before compute."""
+    d = p.distill
+    if not 0.0 <= d.lam <= 1.0:
+        raise ConfigError(f"distill.lam={d.lam} must lie in [0, 1]")
+    if not 0.0 < d.w <= 1.0:
+        raise ConfigError(f"distill.w={d.w} must lie in (0, 1]")
+    if d.temperature <= 0:
+        raise ConfigError(f"distill.temperature={d.temperature} must be > 0")
+    if d.n_teachers < 1:
+        raise ConfigError(f"distill.n_teachers={d.n_teachers} must be >= 1")
+    if not p.seeds:
+        raise ConfigError("seeds must name at least one seed")
+    if len(set(p.seeds)) != len(p.seeds):
+        raise ConfigError(f"seeds={p.seeds} has duplicates")
+    if d.n_teachers > len(p.seeds):
+        raise ConfigError(
+            f"distill.n_teachers={d.n_teachers} teachers requested but only {len(p.seeds)} seeds exist "
+            f"(teachers are the single-model runs of the first n_teachers seeds)"
+        )
+    o = p.finetune
+    for key in ("lr", "batch_size", "eval_batch_size", "epochs"):
+        if getattr(o, key) <= 0:
+            raise ConfigError(f"finetune.{key}={getattr(o, key)} must be > 0")
+    if not 0.0 < o.layerwise_lr_decay <= 1.0:
+        raise ConfigError(f"finetune.layerwise_lr_decay={o.layerwise_lr_decay} must lie in (0, 1]")
+    if not 0.0 <= o.warmup_ratio < 1.0:
+        raise ConfigError(f"finetune.warmup_ratio={o.warmup_ratio} must lie in [0, 1)")
+    f = p.features
+    if f.doc_stride >= f.max_seq_length - f.max_query_length - 3:
+        raise ConfigError(
+            f"features.doc_stride={f.doc_stride} leaves no room: it must be < max_seq_length - max_query_length - 3 "
+            f"= {f.max_seq_length - f.max_query_length - 3}"
+        )
+    if p.runtime.precision not in ("fp32", "bf16", "fp16", "auto"):
+        raise ConfigError(f"runtime.precision={p.runtime.precision!r} must be fp32, bf16, fp16 or auto")
+    for key, m in p.models.items():
+        if (m.name_or_path is None) == (m.preset is None):
+            raise ConfigError(f"models.{key}: set exactly one of name_or_path or preset")
+        if m.warm_start is not None and m.preset is None:
+            raise ConfigError(f"models.{key}.warm_start applies to tiny presets only (pretrained models are pretrained)")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain, JSON-ready dict of a config dataclass (for hashing and provenance)."""
+    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)  # type: ignore[return-value]

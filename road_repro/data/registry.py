@@ -1,0 +1,239 @@
+"""The dataset registry: one declarative :class:`DatasetSpec` per dataset, and :func:`load_examples`.
+
+In the style of lm-evaluation-harness, each dataset lives in its own small module under
+:mod:`road_repro.data.sets` that builds a spec and calls :func:`register_dataset`. A spec says where the
+data comes from -- local files in their original formats under a data directory, or the Hugging Face
+hub (parquet datasets that load with ``datasets>=4``, no loading scripts) -- and how records become the
+unified examples of :mod:`road_repro.data.schema`. Synthetic datasets (smoke scale) register a
+``generate`` function instead, so profiles name them exactly like real datasets.
+
+``load_examples(name, split, data_dir, limit)`` resolves, in order:
+
+1. ``generate`` for synthetic datasets;
+2. the first existing local candidate under ``data_dir`` (or ``$ROAD_DATA_DIR``); a candidate with glob
+   characters (``*``) reads every match in sorted order;
+3. the hub; when neither works it raises :class:`DataError` naming the dataset, the split, the data
+   directory with the paths tried, and the hub id.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from road_repro.data.schema import TASK_TYPES, ClassificationExample, QAExample
+from road_repro.errors import ConfigError, DataError
+
+Example = QAExample | ClassificationExample
+FromHub = Callable[[Iterable[dict[str, Any]], str], list[Example]]
+FromFile = Callable[[Path], list[Example]]
+Generate = Callable[[str, int | None], list[Example]]
+
+#: The splits a generated (synthetic) dataset serves.
+GENERATED_SPLITS = ("train", "dev", "test")
+#: Environment variable naming the local data directory when ``data_dir`` is not given.
+DATA_DIR_ENV = "ROAD_DATA_DIR"
+#: Hub records are converted in chunks of this many rows so that a ``limit`` stops conversion early.
+HUB_CHUNK = 2048
+#: Key under which :func:`load_examples` adds each hub record's row number in its split (for messages
+#: and ids that stay right across chunks); converters fall back to the record's position without it.
+ROW_KEY = "__row__"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything needed to load one dataset: task, hub source, local file candidates and converters.
+
+    * ``hub`` is ``(hub id, config)`` and ``hub_splits`` maps our split names (``"train"``, ``"dev"``,
+      ...) to hub split names. ``hub_revision`` pins a branch such as ``"refs/convert/parquet"`` for a
+      dataset whose main branch still holds a loading script (``datasets>=4`` refuses scripts); that
+      export keeps each config in a folder, loaded with ``data_dir=config``. ``hub_label_names`` are the
+      hub's ClassLabel names for ``label``, checked against the downloaded features.
+    * ``from_hub(records, where)`` converts hub rows, each carrying its row number under :data:`ROW_KEY`.
+    * ``local`` maps our split names to candidate paths relative to a data directory (the first that
+      exists wins); ``from_file(path)`` reads one such file.
+    * ``generate(split, limit)`` makes synthetic data and replaces both sources.
+    """
+
+    name: str
+    task: str
+    hub: tuple[str, str | None] | None
+    hub_splits: dict[str, str]
+    local: dict[str, tuple[str, ...]]
+    from_hub: FromHub | None
+    from_file: FromFile | None
+    licence: str
+    size: str
+    notes: str = ""
+    hub_revision: str | None = None
+    hub_label_names: tuple[str, ...] | None = None
+    generate: Generate | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"dataset spec {self.name!r}"
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ConfigError(f"{where}: name must be a non-empty identifier")
+        if self.task not in TASK_TYPES:
+            raise ConfigError(f"{where}: task {self.task!r} is not one of {TASK_TYPES}")
+        if not self.licence.strip() or not self.size.strip():
+            raise ConfigError(f"{where}: licence and size must be filled in")
+        if self.generate is None and self.hub is None and not self.local:
+            raise ConfigError(f"{where}: needs a hub source, local files or a generator")
+        if self.hub is not None and (self.from_hub is None or not self.hub_splits):
+            raise ConfigError(f"{where}: a hub source needs from_hub and hub_splits")
+        if self.local and self.from_file is None:
+            raise ConfigError(f"{where}: local candidates need from_file")
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Our split names this dataset can serve (sorted); generated datasets serve :data:`GENERATED_SPLITS`."""
+        if self.generate is not None:
+            return tuple(sorted(GENERATED_SPLITS))
+        return tuple(sorted(set(self.hub_splits) | set(self.local)))
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+_LOADED = False
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to the registry; a second spec under the same name raises :class:`ConfigError`."""
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
+        raise ConfigError(f"dataset {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_registered() -> None:
+    """Import the dataset modules once so that they register (lazily, to avoid an import cycle)."""
+    global _LOADED
+    if not _LOADED:
+        import road_repro.data.sets  # noqa: F401  (registers every dataset module)
+
+        _LOADED = True
+
+
+def dataset_names() -> tuple[str, ...]:
+    """All registered dataset names, sorted."""
+    _ensure_registered()
+    return tuple(sorted(_REGISTRY))
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec registered as ``name``; an unknown name raises :class:`ConfigError` listing the known ones."""
+    _ensure_registered()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _check_request(spec: DatasetSpec, split: str, limit: int | None) -> None:
+    """Reject an unknown split or a non-positive limit before any I/O."""
+    if split not in spec.splits:
+        raise ConfigError(f"dataset {spec.name!r} has no split {split!r} (has: {', '.join(spec.splits)})")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit for dataset {spec.name!r} must be a positive integer or None, got {limit!r}")
+
+
+def local_candidates(spec: DatasetSpec, split: str, data_dir: Path) -> list[list[Path]]:
+    """For each candidate of ``split``, the existing files it names under ``data_dir`` (empty if none)."""
+    found = []
+    for rel in spec.local.get(split, ()):
+        if glob.has_magic(rel):
+            found.append([Path(p) for p in sorted(glob.glob(str(data_dir / rel))) if Path(p).is_file()])
+        else:
+            path = data_dir / rel
+            found.append([path] if path.is_file() else [])
+    return found
+
+
+def _load_local(spec: DatasetSpec, split: str, data_dir: Path) -> list[Example] | None:
+    """Read the first existing local candidate (all files of a glob candidate); ``None`` if none exists."""
+    assert spec.from_file is not None
+    for files in local_candidates(spec, split, data_dir):
+        if files:
+            return [ex for path in files for ex in spec.from_file(path)]
+    return None
+
+
+def _check_hub_labels(spec: DatasetSpec, features: Any) -> None:
+    """Fail if the hub's ClassLabel names for ``label`` differ from the names the spec maps through."""
+    if spec.hub_label_names is None:
+        return
+    names = getattr(features.get("label"), "names", None) if features is not None else None
+    if names is not None and tuple(names) != spec.hub_label_names:
+        raise DataError(
+            f"dataset {spec.name!r}: hub {spec.hub} label names are {list(names)}, "
+            f"expected {list(spec.hub_label_names)}; the label mapping must be updated"
+        )
+
+
+def _load_hub(spec: DatasetSpec, split: str, limit: int | None) -> list[Example]:
+    """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached)."""
+    assert spec.hub is not None and spec.from_hub is not None
+    import datasets
+
+    hub_id, config = spec.hub
+    hub_split = spec.hub_splits[split]
+    if spec.hub_revision is None:
+        ds = datasets.load_dataset(hub_id, config, split=hub_split)
+    else:  # a parquet export keeps each config in a folder of that name
+        ds = datasets.load_dataset(hub_id, split=hub_split, revision=spec.hub_revision, data_dir=config)
+    _check_hub_labels(spec, ds.features)
+    where = f"hub {hub_id}" + (f"[{config}]" if config else "") + f" split {hub_split}"
+    rows = ({**rec, ROW_KEY: row} for row, rec in enumerate(ds))
+    out: list[Example] = []
+    while chunk := list(itertools.islice(rows, HUB_CHUNK)):
+        out.extend(spec.from_hub(chunk, where))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _resolve_data_dir(data_dir: Path | None) -> Path | None:
+    """``data_dir`` or ``$ROAD_DATA_DIR``; a named directory that does not exist raises :class:`DataError`."""
+    if data_dir is None and os.environ.get(DATA_DIR_ENV):
+        data_dir = Path(os.environ[DATA_DIR_ENV])
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataError(f"data directory {data_dir} does not exist (from data_dir or ${DATA_DIR_ENV})")
+    return Path(data_dir) if data_dir is not None else None
+
+
+def load_examples(name: str, split: str, data_dir: Path | None = None, limit: int | None = None) -> list[Example]:
+    """Load split ``split`` of dataset ``name`` as validated examples, at most ``limit`` (file order).
+
+    Synthetic datasets generate their data; otherwise the first existing local candidate under
+    ``data_dir`` (or ``$ROAD_DATA_DIR``) is read, else the hub. Raises :class:`ConfigError` for an unknown
+    dataset, split or limit, and :class:`DataError` naming dataset, split, data directory and hub id when
+    no source works.
+    """
+    spec = get_dataset(name)
+    _check_request(spec, split, limit)
+    if spec.generate is not None:
+        return spec.generate(split, limit)
+    root = _resolve_data_dir(data_dir)
+    if root is not None and split in spec.local:
+        examples = _load_local(spec, split, root)
+        if examples is not None:
+            return examples[:limit]
+    if root is not None:
+        local = f"no local file found in data dir {root} (tried {list(spec.local.get(split, ()))})"
+    else:
+        local = f"no data dir given (data_dir or ${DATA_DIR_ENV})"
+    if spec.hub is None or split not in spec.hub_splits:
+        raise DataError(f"dataset {name!r} split {split!r}: {local}, and no hub source for it")
+    try:
+        examples = _load_hub(spec, split, limit)
+    except DataError:
+        raise
+    except Exception as exc:  # offline, missing dataset, network or format errors from `datasets`
+        raise DataError(
+            f"dataset {name!r} split {split!r}: {local}, and hub {spec.hub[0]!r} "
+            f"(config {spec.hub[1]!r}, split {spec.hub_splits[split]!r}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return examples[:limit]

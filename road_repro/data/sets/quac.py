@@ -1,0 +1,129 @@
+"""QuAC (Choi et al., 2018): question answering in information-seeking dialogs, used as MRC
+(Table 1: "MRC*", 83K).
+
+Decisions: every dialog turn becomes one independent MRC example over the dialog's section text; the
+dialog history is ignored (the paper's shared MRC head takes a question and a context, nothing more), so
+questions that refer back to earlier turns ("what happened after that?") stay as asked. QuAC marks
+unanswerable turns with the answer ``CANNOTANSWER``, a token appended to every context: it is removed
+from the context and such turns become unanswerable (no answers), as in SQuAD 2.0. A turn is
+unanswerable when its original answer (the teacher's, ``orig_answer``) is ``CANNOTANSWER``; otherwise its
+answers are the original answer followed by the other annotators' spans (dev has several).
+
+Hub: ``allenai/quac``, config ``plain_text``. Its main branch held a loading script, so the spec pins
+the hub's parquet conversion (revision ``refs/convert/parquet``, seen on the hub 2024). Assumed row
+features (the former loading script, ``huggingface/datasets`` ``datasets/quac/quac.py``): one row per
+dialog with ``dialogue_id``, ``wikipedia_page_title``, ``background``, ``section_title``, ``context``
+(stripped, still ending in ``CANNOTANSWER``), ``turn_ids`` [str], ``questions`` [str], ``followups`` /
+``yesnos`` [ClassLabel], ``answers`` {``texts``: [[str]], ``answer_starts``: [[int]]} (texts stripped),
+``orig_answers`` {``texts``: [str], ``answer_starts``: [int]}. Splits: ``train``, ``validation``.
+
+Local format: the official ``train_v0.2.json`` / ``val_v0.2.json`` (SQuAD-like ``data`` -> ``paragraphs``
+-> ``qas`` with ``answers``, ``orig_answer``, ``followup``, ``yesno``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from road_repro.data.registry import DatasetSpec, register_dataset
+from road_repro.data.schema import QAExample
+from road_repro.data.sets.formats import answer_at, hub_row, read_json, unique_answers
+from road_repro.errors import DataError
+
+CANNOTANSWER = "CANNOTANSWER"
+#: (text, character start) of one answer.
+Span = tuple[str, int]
+
+
+def strip_cannotanswer(context: str) -> str:
+    """The context without QuAC's trailing ``CANNOTANSWER`` marker (and the whitespace before it)."""
+    text = context.rstrip()
+    return text[: -len(CANNOTANSWER)].rstrip() if text.endswith(CANNOTANSWER) else text
+
+
+def turn_example(turn_id: str, question: str, orig: Span, others: Sequence[Span], context: str, title: str, where: str) -> QAExample:
+    """One dialog turn as an MRC example over ``context`` (already without ``CANNOTANSWER``)."""
+    if orig[0].strip() == CANNOTANSWER:
+        answers: tuple = ()
+    else:
+        spans = [orig, *(s for s in others if s[0].strip() != CANNOTANSWER)]
+        answers = unique_answers(answer_at(context, text, where, start) for text, start in spans)
+    return QAExample(id=turn_id, context=context, question=question, answers=answers, title=title).validate(where)
+
+
+def _span(obj: Any, where: str) -> Span:
+    """``(text, answer_start)`` of an official answer object."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not isinstance(obj.get("answer_start"), int):
+        raise DataError(f"{where}: answer {obj!r} needs a string 'text' and an integer 'answer_start'")
+    return obj["text"], obj["answer_start"]
+
+
+def from_file(path: Path) -> list[QAExample]:
+    """Read an official QuAC JSON file (one example per dialog turn, history ignored)."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DataError(f"{path}: expected an official QuAC JSON object with a 'data' list")
+    out = []
+    for s_i, section in enumerate(data["data"]):
+        title = str(section.get("title", ""))
+        for p_i, para in enumerate(section.get("paragraphs", [])):
+            where_p = f"{path}: data[{s_i}].paragraphs[{p_i}]"
+            if not isinstance(para.get("context"), str):
+                raise DataError(f"{where_p}: missing 'context' string")
+            context = strip_cannotanswer(para["context"])
+            for q_i, qa in enumerate(para.get("qas", [])):
+                where = f"{where_p}.qas[{q_i}]"
+                if "orig_answer" not in qa or "question" not in qa:
+                    raise DataError(f"{where}: missing 'question' or 'orig_answer'")
+                others = [_span(a, where) for a in qa.get("answers", [])]
+                out.append(turn_example(str(qa.get("id", f"{p_i}-{q_i}")), qa["question"], _span(qa["orig_answer"], where),
+                                        others, context, title, where))
+    return out
+
+
+def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
+    """Convert ``allenai/quac`` dialog rows into one example per turn."""
+    out = []
+    for i, rec in enumerate(records):
+        row_where = f"{where} row {hub_row(rec, i)}"
+        try:
+            context = strip_cannotanswer(rec["context"])
+            turn_ids, questions = rec["turn_ids"], rec["questions"]
+            orig_texts, orig_starts = rec["orig_answers"]["texts"], rec["orig_answers"]["answer_starts"]
+            texts, starts = rec["answers"]["texts"], rec["answers"]["answer_starts"]
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{row_where}: not a QuAC hub row ({type(exc).__name__}: {exc})") from exc
+        lengths = {len(turn_ids), len(questions), len(orig_texts), len(orig_starts), len(texts), len(starts)}
+        if len(lengths) != 1:
+            raise DataError(f"{row_where}: per-turn lists have different lengths")
+        title = str(rec.get("wikipedia_page_title", ""))
+        for t in range(len(turn_ids)):
+            turn_where = f"{row_where} turn {turn_ids[t]!r}"
+            others = list(zip(texts[t], starts[t]))
+            out.append(turn_example(turn_ids[t], questions[t], (orig_texts[t], orig_starts[t]), others, context, title, turn_where))
+    return out
+
+
+SPEC = register_dataset(
+    DatasetSpec(
+        name="quac",
+        task="mrc",
+        hub=("allenai/quac", "plain_text"),
+        hub_revision="refs/convert/parquet",
+        hub_splits={"train": "train", "dev": "validation"},
+        local={
+            "train": ("quac/train_v0.2.json", "train_v0.2.json"),
+            "dev": ("quac/val_v0.2.json", "val_v0.2.json"),
+        },
+        from_hub=from_hub,
+        from_file=from_file,
+        licence="CC BY-SA 4.0 (quac.ai; the hub card says MIT)",
+        size="83,568 train / 7,354 dev questions in 11,567 / 1,000 dialogs (Table 1: 83K)",
+        notes=(
+            "Dialog history ignored (each turn is a standalone question); CANNOTANSWER removed from the context "
+            "and such turns unanswerable. Not in shared data."
+        ),
+    )
+)

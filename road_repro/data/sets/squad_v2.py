@@ -1,0 +1,35 @@
+"""SQuAD 2.0 (Rajpurkar et al., 2018): MRC with unanswerable questions; the paper's main evaluation set
+(not an MTL dataset, so it measures generalisation).
+
+Hub: ``rajpurkar/squad_v2``, config ``squad_v2`` (parquet). Features, from the dataset card (checked
+2024): ``id``, ``title``, ``context``, ``question`` (strings), ``answers`` {``text``: [string],
+``answer_start``: [int32]} (empty lists = unanswerable). Splits: ``train``, ``validation``. Conversion is
+:func:`road_repro.data.squad_v2.from_hub_records`; local files are the official JSON, read by
+:func:`road_repro.data.squad_v2.load_squad_v2_json`.
+"""
+
+from __future__ import annotations
+
+from road_repro.data.registry import DatasetSpec, register_dataset
+from road_repro.data.squad_v2 import from_hub_records, load_squad_v2_json
+
+SPEC = register_dataset(
+    DatasetSpec(
+        name="squad_v2",
+        task="mrc",
+        hub=("rajpurkar/squad_v2", "squad_v2"),
+        hub_splits={"train": "train", "dev": "validation"},
+        local={
+            "train": ("squad2/train-v2.0.json", "SQuAD2/train-v2.0.json", "train-v2.0.json", "squad2/train-v2.0.first10articles.json"),
+            "dev": ("squad2/dev-v2.0.json", "SQuAD2/dev-v2.0.json", "dev-v2.0.json"),
+        },
+        from_hub=from_hub_records,
+        from_file=load_squad_v2_json,
+        licence="CC BY-SA 4.0",
+        size="130,319 train / 11,873 dev questions (dev: 5,928 answerable, 5,945 unanswerable)",
+        notes=(
+            "Evaluation set of the paper (public dev). Shared data has the official dev file and, as the last "
+            "train fallback, the first 10 articles of train (4,719 questions) -- enough for pipeline runs only."
+        ),
+    )
+)

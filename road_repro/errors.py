@@ -1,0 +1,17 @@
+"""The library's own error types: bad input is reported with one of these, naming the file, row or setting."""
+
+
+class RoadError(Exception):
+    """Base class of every error road-repro raises on purpose."""
+
+
+class DataError(RoadError, ValueError):
+    """A data file or record is missing, malformed or inconsistent (the message names file and row)."""
+
+
+class ConfigError(RoadError, ValueError):
+    """A setting is unknown, out of range or inconsistent with another (the message names the setting)."""
+
+
+class TrainingError(RoadError, RuntimeError):
+    """Training cannot go on (e.g. a NaN loss); the message names step, batch and dataset."""

@@ -1,0 +1,1 @@
+"""Experiments: table specs -> stages (teachers, soft targets, students, ensembles) -> cached runs -> tidy results."""

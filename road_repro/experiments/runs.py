@@ -1,0 +1,130 @@
+"""The run cache: every stage is a run keyed by a hash of its resolved configuration.
+
+``runs/<kind>-<hash>/`` holds ``config.json`` (the resolved config and provenance), the run's artifacts,
+``metrics.json`` and, written last, ``DONE`` with the SHA-256 of every artifact. Re-running a table
+reuses runs whose ``DONE`` verifies; a run without a valid ``DONE`` (killed, torn, tampered with, or
+from a different config) is started again from a clean folder, keeping only its training checkpoints so
+the loop can resume. A file lock per run lets two processes share one runs folder: the second waits
+for the first and then reuses its result instead of training the same stage twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+from road_repro import __version__
+from road_repro.io import atomic_write_json
+from road_repro.train.checkpoint import sha256_file
+
+CHECKPOINTS = "checkpoints"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``config`` (key order and whitespace do not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def git_hash() -> str:
+    """The repository's commit (with ``-dirty`` if it has uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance() -> dict[str, str]:
+    """Versions and code revision recorded beside every run's metrics."""
+    import datasets
+    import torch
+    import transformers
+
+    return {
+        "road_repro": __version__,
+        "git": git_hash(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "cuda": str(torch.version.cuda),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run: its id, folder, config and metrics."""
+
+    run_id: str
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def _artifact_sums(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): sha256_file(p)
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != "DONE" and CHECKPOINTS not in p.relative_to(path).parts
+    }
+
+
+class RunStore:
+    """A folder of cached runs."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def run_id(self, kind: str, config: dict[str, Any]) -> str:
+        return f"{kind}-{config_hash({'kind': kind, **config})[:16]}"
+
+    def finished(self, kind: str, config: dict[str, Any]) -> Run | None:
+        """The cached run for ``config`` if its ``DONE`` marker verifies, else None."""
+        run_id = self.run_id(kind, config)
+        return self._load_done(run_id, self.root / run_id, config)
+
+    def _load_done(self, run_id: str, path: Path, config: dict[str, Any]) -> Run | None:
+        try:
+            done = json.loads((path / "DONE").read_text())
+        except (OSError, ValueError):
+            return None
+        if done.get("config_hash") != config_hash(config) or done.get("files") != _artifact_sums(path):
+            return None
+        metrics = json.loads((path / "metrics.json").read_text())
+        return Run(run_id, path, config, metrics)
+
+    def run(self, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
+        """Return the cached run for ``config`` or compute it with ``fn(run_dir) -> metrics`` and cache it."""
+        run_id = self.run_id(kind, config)
+        path = self.root / run_id
+        with FileLock(str(self.root / f".{run_id}.lock")):
+            cached = self._load_done(run_id, path, config)
+            if cached is not None:
+                return cached
+            if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
+                for child in path.iterdir():
+                    if child.name != CHECKPOINTS:
+                        shutil.rmtree(child) if child.is_dir() else child.unlink()
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),
+                                                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            metrics = fn(path)
+            atomic_write_json(path / "metrics.json", metrics)
+            shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
+            atomic_write_json(path / "DONE", {"config_hash": config_hash(config), "files": _artifact_sums(path)})
+            return Run(run_id, path, config, metrics)

@@ -1,0 +1,1 @@
+"""road_repro.models"""

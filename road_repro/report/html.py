@@ -1,0 +1,81 @@
+"""The HTML report: every table computed at a scale, paper vs reproduced, with seeds, spread and provenance.
+
+``results/<profile>/report/index.html`` is rebuilt from the tables' CSV/JSON files, so it always shows
+what is on disk. Smoke-scale pages carry a banner saying they are a pipeline check, not a reproduction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, select_autoescape
+
+from road_repro.io import atomic_write_text
+from road_repro.report.summary import wide_view
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>road-repro report — {{ profile }}</title>
+<style>
+ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+ table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
+ th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
+ th { background: #f3f3f3; }
+ .banner { background: #fff3cd; border: 1px solid #e0b000; padding: 0.8em 1em; font-weight: 600; }
+ .prov { font-size: 0.85em; color: #555; }
+ img { max-width: 100%; border: 1px solid #ddd; }
+</style></head><body>
+<h1>ROaD reproduction report — <code>{{ profile }}</code> scale</h1>
+{% if banner %}<p class="banner">{{ banner }}</p>{% endif %}
+<p>Each table shows our mean ± sample standard deviation over seeds (n runs) beside the number printed in the
+paper or blog. Per-seed values are in the linked CSV; every row names the run that produced it.</p>
+<ul>{% for t in tables %}<li><a href="#{{ t.name }}">{{ t.table }} — {{ t.title }}</a></li>{% endfor %}</ul>
+{% for t in tables %}
+<h2 id="{{ t.name }}">{{ t.table }} — {{ t.title }}</h2>
+{% if banner %}<p class="banner">{{ banner }}</p>{% endif %}
+{{ t.wide | safe }}
+<details><summary>Full summary (all metrics, paper and difference)</summary>{{ t.summary | safe }}</details>
+<p><img alt="{{ t.table }} plot" src="data:image/png;base64,{{ t.png }}"></p>
+<p class="prov">Seeds: {{ t.seeds }} · all-no-answer baseline F1: {{ '%.2f' % t.baseline if t.baseline is not none else 'n/a' }}
+ · data: {{ t.data }} · git {{ t.prov.git }} · torch {{ t.prov.torch }} · transformers {{ t.prov.transformers }}
+ · device {{ t.prov.device }} · {{ t.seconds }} s · finished {{ t.finished }}
+ · files: <a href="../{{ t.name }}.csv">{{ t.name }}.csv</a>, <a href="../{{ t.name }}_summary.csv">{{ t.name }}_summary.csv</a></p>
+{% endfor %}
+<h2>Profile</h2><pre>{{ profile_yaml }}</pre>
+</body></html>
+"""
+
+
+def _table_context(folder: Path, meta_path: Path) -> dict:
+    meta = json.loads(meta_path.read_text())
+    name = meta["name"]
+    summary = pd.read_csv(folder / f"{name}_summary.csv")
+    png = base64.b64encode((folder / f"{name}.png").read_bytes()).decode()
+    tasks = meta["profile"].get("tasks", {})
+    data = "; ".join(f"{k}: train {v['train']['dataset']}, dev {v['dev']['dataset']}" for k, v in tasks.items())
+    return {
+        "name": name, "table": meta["table"], "title": meta["title"], "seeds": meta["seeds"],
+        "baseline": meta.get("no_answer_baseline_f1"), "prov": meta["provenance"], "seconds": meta["seconds"],
+        "finished": meta["finished"], "data": data,
+        "wide": wide_view(summary, meta["metrics"]).to_html(index=False, border=0),
+        "summary": summary.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–"),
+        "profile": meta["profile"],
+    }
+
+
+def build_report(output_dir: str | Path, profile: str) -> Path:
+    """Render ``<output_dir>/<profile>/report/index.html`` from the table files found there."""
+    import yaml
+
+    folder = Path(output_dir) / profile
+    metas = sorted(folder.glob("*.json"))
+    tables = [_table_context(folder, m) for m in metas]
+    prof = tables[0]["profile"] if tables else {"name": profile}
+    banner = prof.get("scale_note") or ""
+    env = Environment(autoescape=select_autoescape(default=True))
+    html = env.from_string(TEMPLATE).render(
+        profile=profile, banner=banner, tables=tables, profile_yaml=yaml.safe_dump(prof, sort_keys=False)
+    )
+    return atomic_write_text(folder / "report" / "index.html", html)

@@ -1,0 +1,60 @@
+"""The run cache: reuse finished runs, redo killed/torn/changed ones, never mix configs."""
+
+import json
+
+import pytest
+
+from road_repro.experiments.runs import RunStore, config_hash
+
+
+def test_hash_ignores_key_order():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_finished_run_is_reused(tmp_path):
+    store, calls = RunStore(tmp_path), []
+
+    def fn(path):
+        calls.append(1)
+        (path / "artifact.txt").write_text("x")
+        return {"f1": 50.0}
+
+    first = store.run("finetune", {"seed": 1}, fn)
+    second = store.run("finetune", {"seed": 1}, fn)
+    assert calls == [1] and first == second and second.metrics == {"f1": 50.0}
+    assert json.loads((first.path / "config.json").read_text())["config"] == {"seed": 1}
+    store.run("finetune", {"seed": 2}, fn)
+    assert len(calls) == 2
+
+
+def test_killed_run_restarts_cleanly(tmp_path):
+    store = RunStore(tmp_path)
+
+    def crash(path):
+        (path / "partial.txt").write_text("half")
+        raise KeyboardInterrupt  # a kill mid-run
+
+    with pytest.raises(KeyboardInterrupt):
+        store.run("finetune", {"seed": 1}, crash)
+    assert store.finished("finetune", {"seed": 1}) is None
+
+    def ok(path):
+        assert not (path / "partial.txt").exists()  # started from a clean folder
+        return {"f1": 1.0}
+
+    assert store.run("finetune", {"seed": 1}, ok).metrics == {"f1": 1.0}
+
+
+def test_tampered_artifact_forces_a_rerun(tmp_path):
+    store, calls = RunStore(tmp_path), []
+
+    def fn(path):
+        calls.append(1)
+        (path / "artifact.txt").write_text("good")
+        return {"f1": 1.0}
+
+    run = store.run("finetune", {"seed": 1}, fn)
+    (run.path / "artifact.txt").write_text("bad")
+    store.run("finetune", {"seed": 1}, fn)
+    assert len(calls) == 2

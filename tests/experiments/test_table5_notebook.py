@@ -1,0 +1,67 @@
+"""End to end: the Table 5 notebook through papermill at the smoke scale, then its files and report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from road_repro.config import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+#: Fewer seeds and one teacher pair keep the test short; the rows and code path are the full table's.
+FAST = ["seeds=[1,2]", "distill.n_teachers=2", "tasks.squad_v2.train.limit=300", "tasks.squad_v2.dev.limit=120",
+        "finetune.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    nb_out = out / "table5.out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(REPO_ROOT / "notebooks" / "table5.ipynb"), str(nb_out),
+           "-k", "python3", "-p", "profile", "smoke", "-p", "output_dir", str(out),
+           "-p", "progress", "False", "-y", json.dumps({"overrides": FAST})]
+    subprocess.run(cmd, check=True, cwd=out, capture_output=True, text=True)
+    return out
+
+
+def test_tidy_csv_has_every_row_seed_and_metric(executed):
+    frame = pd.read_csv(executed / "smoke" / "table5.csv")
+    assert list(frame.columns[:6]) == ["table", "row", "method", "seed", "metric", "value"]
+    assert set(frame["method"]) == {"single model average without distillation", "teachers ensemble of 3 models",
+                                    "KD", "annealing KD", "weighted KD"}
+    for method, sub in frame[frame["metric"] == "f1"].groupby("method"):
+        expected = 1 if method.startswith("teachers ensemble") else 2
+        assert len(sub) == expected, method
+    assert frame["profile"].eq("smoke").all()
+    assert frame["value"].between(0, 100).all()
+    # every number traces back to a run folder with its config
+    for run_id in frame["run_id"].unique():
+        assert (executed / "runs" / run_id / "config.json").is_file()
+
+
+def test_summary_sits_beside_the_paper(executed):
+    summary = pd.read_csv(executed / "smoke" / "table5_summary.csv")
+    row = summary[(summary["method"] == "weighted KD") & (summary["metric"] == "f1")].iloc[0]
+    assert row["paper"] == 91.52
+    assert row["diff"] == pytest.approx(row["mean"] - 91.52)
+    assert row["n"] == 2 and row["seeds"] == "1 2"
+
+
+def test_report_is_labelled_as_a_pipeline_check(executed):
+    html = (executed / "smoke" / "report" / "index.html").read_text()
+    assert "SMOKE SCALE" in html and "not a reproduction" in html
+    assert "weighted KD" in html and "data:image/png;base64," in html
+    assert (executed / "smoke" / "table5.png").stat().st_size > 1000
+
+
+def test_rerun_reuses_every_finished_stage(executed, tmp_path):
+    from road_repro.experiments.tables import run_table
+
+    before = {p.parent.name: p.stat().st_mtime_ns for p in (executed / "runs").glob("*/DONE")}
+    run_table("table5", "smoke", output_dir=executed, overrides=FAST, progress=False)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in (executed / "runs").glob("*/DONE")}
+    assert before == after and len(before) >= 9  # 2 singles, 1 ensemble, 6 students, 2 soft targets

@@ -1,0 +1,1 @@
+"""Test oracles: independent reference implementations used only by the tests."""

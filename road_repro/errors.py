@@ -15,3 +15,7 @@ class ConfigError(RoadError, ValueError):
 
 class TrainingError(RoadError, RuntimeError):
     """Training cannot go on (e.g. a NaN loss); the message names step, batch and dataset."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGTERM arrived; the loop saved a checkpoint after the current step and stopped (rerun to resume)."""

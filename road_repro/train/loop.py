@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from road_repro.config import OptimConfig
-from road_repro.errors import TrainingError
+from road_repro.errors import TrainingError, TrainingInterrupted
 from road_repro.train.checkpoint import load_latest, save_checkpoint, set_rng_state
 from road_repro.train.optim import build_optimizer
 
@@ -77,6 +79,11 @@ def forward(model: nn.Module, batch: dict[str, Tensor], head: str, **kwargs) -> 
     return model(head=head, **inputs, **kwargs)
 
 
+def _trainer_state(optimizer, scheduler, scaler, result: TrainResult) -> dict:
+    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "log": result.log}
+
+
 def train(
     model: nn.Module,
     step_source: StepSource,
@@ -110,57 +117,66 @@ def train(
             start = result.resumed_from = int(state["step"])
     model.train()
     bar = tqdm(range(start, total_steps), desc=desc, disable=not progress, initial=start, total=total_steps)
-    for step in bar:
-        passes = step_source(step)
-        progress_frac = step / max(1, total_steps)
-        sums: dict[str, float] = {}
-        for i, p in enumerate(passes):
-            batch = to_device(p.batch, device)
-            sync = contextlib.nullcontext()
-            if i < len(passes) - 1 and hasattr(model, "no_sync"):
-                sync = model.no_sync()  # DDP: all-reduce once, on the last pass of the step
-            with sync:
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    losses = loss_fn(forward(model, batch, p.head), p, progress_frac)
-                total = losses["total"]
-                if not torch.isfinite(total):
-                    raise TrainingError(
-                        f"non-finite loss {total.item()} at step {step}, pass {i} (dataset {p.dataset!r}, "
-                        f"head {p.head!r}, batch of {len(batch['input_ids'])} rows); the last good checkpoint "
-                        f"in {checkpoint_dir} is kept"
-                    )
-                scaler.scale(total / len(passes)).backward()
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(passes)
-        scaler.unscale_(optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm))
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        lr = scheduler.get_last_lr()[-1]
-        scheduler.step()
-        row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
-        result.log.append(row)
-        if math.isfinite(sums.get("total", 0.0)):
-            bar.set_postfix(loss=f"{sums['total']:.4f}")
-        done = step + 1
-        if checkpoint_dir is not None and (
-            done == total_steps or (checkpoint_every and done % checkpoint_every == 0)
-        ):
-            save_checkpoint(
-                checkpoint_dir,
-                done,
-                model,
-                {
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "log": result.log,
-                },
-            )
+    with stop_on_sigterm() as stop:
+        for step in bar:
+            passes = step_source(step)
+            progress_frac = step / max(1, total_steps)
+            sums: dict[str, float] = {}
+            for i, p in enumerate(passes):
+                batch = to_device(p.batch, device)
+                sync = contextlib.nullcontext()
+                if i < len(passes) - 1 and hasattr(model, "no_sync"):
+                    sync = model.no_sync()  # DDP: all-reduce once, on the last pass of the step
+                with sync:
+                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                        losses = loss_fn(forward(model, batch, p.head), p, progress_frac)
+                    total = losses["total"]
+                    if not torch.isfinite(total):
+                        raise TrainingError(
+                            f"non-finite loss {total.item()} at step {step}, pass {i} (dataset {p.dataset!r}, "
+                            f"head {p.head!r}, batch of {len(batch['input_ids'])} rows); the last good checkpoint "
+                            f"in {checkpoint_dir} is kept"
+                        )
+                    scaler.scale(total / len(passes)).backward()
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(passes)
+            scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm))
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            lr = scheduler.get_last_lr()[-1]
+            scheduler.step()
+            row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
+            result.log.append(row)
+            if math.isfinite(sums.get("total", 0.0)):
+                bar.set_postfix(loss=f"{sums['total']:.4f}")
+            done = step + 1
+            if checkpoint_dir is not None and (
+                done == total_steps or (checkpoint_every and done % checkpoint_every == 0)
+            ):
+                save_checkpoint(checkpoint_dir, done, model, _trainer_state(optimizer, scheduler, scaler, result))
+            if stop.is_set() and done < total_steps:
+                if checkpoint_dir is not None:
+                    save_checkpoint(checkpoint_dir, done, model, _trainer_state(optimizer, scheduler, scaler, result))
+                raise TrainingInterrupted(f"SIGTERM after step {done} of {total_steps}; checkpoint saved in {checkpoint_dir}")
     bar.close()
     model.eval()
     return result
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM (preemption) into a flag the loop checks between steps, so it can checkpoint and exit."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @torch.no_grad()

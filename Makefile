@@ -1,15 +1,18 @@
 # road-repro: every target creates its own virtual environment (.venv) on first use.
 #   make reproduce-all            every table at the smoke scale, then the HTML report
 #   make reproduce-all PROFILE=mini | PROFILE=paper
+#   make reproduce-all PROFILE=paper NPROC=8   each table's stages through torchrun on 8 GPUs first
 #   make test                     the test suite (offline; real-data tests use ../shared/data when present)
+#   make bench                    speed/memory benchmarks vs the Hugging Face Trainer -> results/bench/
 PYTHON ?= python3
 PROFILE ?= smoke
+NPROC ?= 1
 RESULTS ?= results
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: install test reproduce-all reproduce report clean-results
+.PHONY: install test bench reproduce-all reproduce report clean-results
 
 install: $(VENV)/.installed
 
@@ -21,12 +24,21 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
 
+bench: install
+	$(PY) -m benchmarks.run_all --out $(RESULTS)/bench
+
 # Runs each table's notebook with papermill (executed copies land in results/<profile>/notebooks/),
 # then rebuilds results/<profile>/report/index.html. Finished stages are cached in results/runs/.
+# With NPROC > 1 each table's stages are first computed by torchrun (DDP over NPROC GPUs); the
+# notebook then finds them cached and only renders.
 reproduce-all: install
 	@mkdir -p $(RESULTS)/$(PROFILE)/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb ($(PROFILE))"; \
+	  if [ "$(NPROC)" -gt 1 ]; then \
+	    $(VENV)/bin/torchrun --nproc_per_node $(NPROC) -m road_repro.experiments $$(basename $$nb .ipynb) \
+	      --profile $(PROFILE) --output-dir $(RESULTS) || exit 1; \
+	  fi; \
 	  $(PY) -m papermill --log-level WARNING $$nb $(RESULTS)/$(PROFILE)/notebooks/$$(basename $$nb) \
 	    -k python3 -p profile $(PROFILE) -p output_dir $(RESULTS) || exit 1; \
 	done

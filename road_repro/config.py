@@ -69,8 +69,12 @@ class SplitConfig:
 
 @dataclass
 class TaskConfig:
-    train: SplitConfig = field(default_factory=SplitConfig)
-    dev: SplitConfig = field(default_factory=SplitConfig)
+    """A finetuning / evaluation task: its train and dev splits. ``predict_with`` names another task whose
+    finetuned model predicts this one's dev set with no training on it (NewsQA with the SQuAD 2.0 model)."""
+
+    train: SplitConfig | None = None
+    dev: SplitConfig | None = None
+    predict_with: str | None = None
 
 
 @dataclass
@@ -83,6 +87,7 @@ class FeatureConfig:
     max_answer_length: int = 30
     n_best_size: int = 20
     null_score_diff_threshold: float = 0.0
+    max_pair_length: int = 128  # sentence(-pair) classification, dynamically padded per batch
 
 
 @dataclass
@@ -114,6 +119,28 @@ class DistillConfig:
     t2_scale: bool = False
 
 
+def _pretrain_optim() -> "OptimConfig":
+    return OptimConfig(steps=50_000, lr=3e-4, batch_size=512, layerwise_lr_decay=0.75)
+
+
+@dataclass
+class MTLConfig:
+    """Multi-task pretraining (paper 2.1, Table 1 and the pretraining column of Table 8).
+
+    ``datasets`` maps each MTL dataset to its training split; ROaD shares one head per task type, MT-DNN
+    keeps one per dataset. KD during MTL (paper 2.2, Table 4) uses ``kd_temperature`` and ``kd_lam``
+    with a teacher finetuned per dataset (``teacher_epochs`` epochs with the finetuning settings).
+    """
+
+    datasets: dict[str, SplitConfig] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=_pretrain_optim)
+    pass_step: int = 4
+    seed: int = 1
+    kd_temperature: float = 5.0
+    kd_lam: float = 0.7
+    teacher_epochs: float = 3.0
+
+
 @dataclass
 class RuntimeConfig:
     """How to run: device, precision, checkpoint cadence, progress bars."""
@@ -122,7 +149,7 @@ class RuntimeConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where supported, else fp16; fp32 on CPU)
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end
     progress: bool = True
-    deterministic: bool = True
+    compile: bool = False  # torch.compile the model for training
 
 
 @dataclass
@@ -139,7 +166,26 @@ class ProfileConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     finetune: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    mtl: MTLConfig = field(default_factory=MTLConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+@dataclass
+class MTLRow:
+    """Multi-task pretraining before finetuning: ROaD (``road``) or MT-DNN (``mtdnn``), optionally with KD."""
+
+    mode: str = "road"
+    pass_step: int | None = None  # None = the profile's mtl.pass_step (ROaD only)
+    kd: bool = False
+    steps_fraction: float = 1.0  # of mtl.optim.steps (blog 5.1 trains the base model 40k of the paper's 50k)
+
+
+@dataclass
+class TeacherSpec:
+    """A single teacher of another model for cross-model KD (blog: KD from ROaD-large into ELECTRA-base)."""
+
+    model: str = MISSING
+    mtl: MTLRow | None = None
 
 
 @dataclass
@@ -150,24 +196,31 @@ class RowSpec:
     recipe: str = "finetune"  # finetune | ensemble
     distill: str | None = None  # None | kd | annealing | weighted
     model: str | None = None  # profile model key; defaults to the table's
+    paper_model: str | None = None  # the paper's model column, where a table has several models
     label_smoothing: float = 0.0
+    mtl: MTLRow | None = None
+    teacher: TeacherSpec | None = None  # KD from one model of another size instead of same-model seeds
 
 
 @dataclass
 class TableSpec:
-    """A paper or blog table: which task, which model, which rows."""
+    """A paper or blog table: the tasks and metrics it reports, the model, the rows."""
 
     table: str = MISSING  # id in paper_tables.csv (T5, B51, ...)
     title: str = MISSING
-    task: str = MISSING  # profile task key, e.g. squad_v2
     model: str = "large"
-    metrics: list[str] = field(default_factory=lambda: ["f1", "em"])
+    evaluate: dict[str, list[str]] = field(default_factory=dict)  # task -> metrics, e.g. squad_v2: [f1, em]
     rows: list[RowSpec] = field(default_factory=list)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(dict.fromkeys(m for ms in self.evaluate.values() for m in ms))
 
 
 DISTILL_METHODS = (None, "kd", "annealing", "weighted")
 RECIPES = ("finetune", "ensemble")
+MTL_MODES = ("road", "mtdnn")
 
 
 def _resolve_path(name_or_path: str, folder: Path, kind: str) -> Path:
@@ -198,6 +251,13 @@ def load_table_spec(name_or_path: str) -> TableSpec:
             raise ConfigError(f"{path}: rows[{i}].recipe={row.recipe!r} is not one of {RECIPES}")
         if row.distill not in DISTILL_METHODS:
             raise ConfigError(f"{path}: rows[{i}].distill={row.distill!r} is not one of {DISTILL_METHODS}")
+        for where, mtl in ((f"rows[{i}].mtl", row.mtl), (f"rows[{i}].teacher.mtl", row.teacher and row.teacher.mtl)):
+            if mtl is not None and mtl.mode not in MTL_MODES:
+                raise ConfigError(f"{path}: {where}.mode={mtl.mode!r} is not one of {MTL_MODES}")
+        if row.teacher is not None and row.distill is None:
+            raise ConfigError(f"{path}: rows[{i}] names a teacher but no distill method")
+    if not spec.evaluate:
+        raise ConfigError(f"{path}: evaluate must name at least one task and its metrics")
     return spec
 
 
@@ -256,6 +316,20 @@ def validate_profile(p: ProfileConfig) -> None:
         )
     if p.runtime.precision not in ("fp32", "bf16", "fp16", "auto"):
         raise ConfigError(f"runtime.precision={p.runtime.precision!r} must be fp32, bf16, fp16 or auto")
+    m_cfg = p.mtl
+    if m_cfg.pass_step < 1:
+        raise ConfigError(f"mtl.pass_step={m_cfg.pass_step} must be >= 1")
+    if m_cfg.optim.batch_size % m_cfg.pass_step:
+        raise ConfigError(f"mtl.pass_step={m_cfg.pass_step} does not divide mtl.optim.batch_size={m_cfg.optim.batch_size}")
+    if not 0.0 <= m_cfg.kd_lam <= 1.0:
+        raise ConfigError(f"mtl.kd_lam={m_cfg.kd_lam} must lie in [0, 1]")
+    if m_cfg.kd_temperature <= 0:
+        raise ConfigError(f"mtl.kd_temperature={m_cfg.kd_temperature} must be > 0")
+    for key, task in p.tasks.items():
+        if task.dev is None and task.train is None:
+            raise ConfigError(f"tasks.{key}: needs a train or a dev split")
+        if task.predict_with is not None and task.predict_with not in p.tasks:
+            raise ConfigError(f"tasks.{key}.predict_with={task.predict_with!r} is not a task of this profile")
     for key, m in p.models.items():
         if (m.name_or_path is None) == (m.preset is None):
             raise ConfigError(f"models.{key}: set exactly one of name_or_path or preset")

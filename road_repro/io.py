@@ -1,7 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn one.
 
 Each writer writes a temporary file in the target's directory, flushes and fsyncs it, then
-``os.replace``-s it over the target (atomic on POSIX within one file system).
+``os.replace``-s it over the target (atomic on POSIX within one file system). Under torchrun only rank 0
+writes results (every rank computes the same ones), so the writers do nothing on other ranks.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from road_repro.train.distributed import is_main
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the temporary file over ``path`` atomically."""
+    """Call ``write(tmp_path)`` then move the temporary file over ``path`` atomically (rank 0 only)."""
     path = Path(path)
+    if not is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

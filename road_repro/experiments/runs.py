@@ -25,6 +25,7 @@ from filelock import FileLock
 from road_repro import __version__
 from road_repro.io import atomic_write_json
 from road_repro.train.checkpoint import sha256_file
+from road_repro.train.distributed import all_gather_objects, barrier, is_main
 
 CHECKPOINTS = "checkpoints"
 
@@ -89,6 +90,7 @@ class RunStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._seen: dict[str, Run] = {}  # runs verified by this process (checksumming large weights is slow)
 
     def run_id(self, kind: str, config: dict[str, Any]) -> str:
         return f"{kind}-{config_hash({'kind': kind, **config})[:16]}"
@@ -103,6 +105,8 @@ class RunStore:
             done = json.loads((path / "DONE").read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(done, dict):  # a damaged marker that happens to parse
+            return None
         if done.get("config_hash") != config_hash(config) or done.get("files") != _artifact_sums(path):
             return None
         metrics = json.loads((path / "metrics.json").read_text())
@@ -111,20 +115,39 @@ class RunStore:
     def run(self, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
         """Return the cached run for ``config`` or compute it with ``fn(run_dir) -> metrics`` and cache it."""
         run_id = self.run_id(kind, config)
+        if run_id in self._seen:
+            return self._seen[run_id]
+        self._seen[run_id] = run = self._run(run_id, kind, config, fn)
+        return run
+
+    def _run(self, run_id: str, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
+        """Under torchrun, rank 0 holds the lock and decides; every rank computes (DDP); rank 0 writes."""
         path = self.root / run_id
-        with FileLock(str(self.root / f".{run_id}.lock")):
-            cached = self._load_done(run_id, path, config)
-            if cached is not None:
-                return cached
-            if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
-                for child in path.iterdir():
-                    if child.name != CHECKPOINTS:
-                        shutil.rmtree(child) if child.is_dir() else child.unlink()
-            path.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),
-                                                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        lock = FileLock(str(self.root / f".{run_id}.lock"))
+        main = is_main()
+        if main:
+            lock.acquire()
+        try:
+            cached = self._load_done(run_id, path, config) if main else None
+            if all_gather_objects(cached is not None)[0]:
+                barrier()
+                return cached or self._load_done(run_id, path, config)
+            if main:
+                if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
+                    for child in path.iterdir():
+                        if child.name != CHECKPOINTS:
+                            shutil.rmtree(child) if child.is_dir() else child.unlink()
+                path.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),
+                                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            barrier()
             metrics = fn(path)
-            atomic_write_json(path / "metrics.json", metrics)
-            shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
-            atomic_write_json(path / "DONE", {"config_hash": config_hash(config), "files": _artifact_sums(path)})
+            if main:
+                atomic_write_json(path / "metrics.json", metrics)
+                shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
+                atomic_write_json(path / "DONE", {"config_hash": config_hash(config), "files": _artifact_sums(path)})
+            barrier()
             return Run(run_id, path, config, metrics)
+        finally:
+            if main:
+                lock.release()

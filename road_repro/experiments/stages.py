@@ -1,19 +1,23 @@
-"""Stages of an experiment, each a cached run: finetune (optionally distilling), soft targets, ensemble.
+"""Stages of an experiment, each a cached run (see :mod:`road_repro.experiments.runs`).
 
-* ``finetune``: train a model on a task (from its pretrained encoder) with plain CE or one of the KD
-  objectives, then score it on the task's dev set; saves weights, dev logits, predictions and metrics.
-* ``soft_targets``: run a finished teacher once over the training features and cache its logits
-  (safetensors, per feature), so students never run teachers.
+* ``warm_start`` (smoke only): train a tiny preset's encoder once, a stand-in for self-supervised pretraining.
+* ``mtl``: multi-task pretraining, ROaD (Algorithm 1: ``pass_step`` passes per step, each on a randomly drawn
+  dataset, gradients averaged; one head per task type) or MT-DNN (one dataset per step, drawn in proportion to
+  its minibatches; one head per dataset); optionally with KD from a teacher finetuned per dataset.
+* ``finetune``: train on a task (from the pretrained, warm-started or MTL encoder, with fresh heads) with plain
+  CE or a KD objective, then score on dev; saves weights, dev logits, predictions and metrics.
+* ``soft_targets``: run a finished teacher once over the training features and cache its logits.
 * ``ensemble``: average the teachers' dev logits and score the ensemble.
+* ``predict``: score a finished model on another task's dev set (NewsQA with the SQuAD 2.0 model).
 
-Run configs include the data fingerprints, so changed data or tokenization means a new run.
+Run configs include data fingerprints, so changed data or tokenization means a new run.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,30 +25,32 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from road_repro.config import ModelConfig, ProfileConfig, SplitConfig, to_dict
-from road_repro.data.features import qa_features, qa_features_fingerprint
-from road_repro.data.registry import load_examples
-from road_repro.data.schema import QAExample
+from road_repro.config import ModelConfig, OptimConfig, ProfileConfig, SplitConfig, TaskConfig, to_dict
+from road_repro.data.features import pair_features, qa_features, qa_features_fingerprint
+from road_repro.data.mixing import MtdnnSampler, RoadSampler
+from road_repro.data.registry import get_dataset, load_examples
 from road_repro.distill import (
     load_soft_targets,
     mean_teacher_logits,
     save_soft_targets,
     stack_teachers,
     weighted_span_teacher_logits,
+    weighted_teacher_logits,
 )
 from road_repro.errors import ConfigError
-from road_repro.evaluate.postprocess import squad_predictions
-from road_repro.evaluate.squad_v2 import evaluate_examples
-from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore
+from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
+from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
 from road_repro.models.encoder import load_tokenizer
 from road_repro.models.model import RoadModel, build_model, load_weights, save_weights
 from road_repro.train.loop import EpochBatches, Pass, predict, resolve_device, train
 from road_repro.train.objectives import Objective, pass_losses
 
-MRC_HEAD = "mrc"
+#: Rows per chunk when running a model over a whole split (bounds the padded classification tensors).
+PREDICT_CHUNK = 8192
 
 
 def set_seed(seed: int) -> None:
@@ -55,16 +61,9 @@ def set_seed(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-@dataclass
-class QATask:
-    """A span-QA task's examples and features for one tokenizer, with fingerprints for cache keys."""
-
-    train_examples: list[QAExample]
-    dev_examples: list[QAExample]
-    train: dict[str, torch.Tensor]
-    dev: dict[str, torch.Tensor]
-    train_fingerprint: str
-    dev_fingerprint: str
+def teacher_keys(data: TaskData) -> tuple[str, ...]:
+    """The head outputs a teacher caches for a task."""
+    return ("start_logits", "end_logits") if data.is_span else ("logits",)
 
 
 class Experiment:
@@ -74,7 +73,7 @@ class Experiment:
         self.profile = profile
         self.store = RunStore(runs_dir)
         self.progress = progress and profile.runtime.progress
-        self._tasks: dict[tuple[str, str], QATask] = {}
+        self._tasks: dict[tuple[str, str, str], TaskData] = {}
         self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
 
     @cached_property
@@ -91,49 +90,102 @@ class Experiment:
             self._tokenizers[model_key] = load_tokenizer(self.model_config(model_key))
         return self._tokenizers[model_key]
 
-    def _examples(self, split: SplitConfig) -> list[QAExample]:
-        data_dir = Path(self.profile.data_dir) if self.profile.data_dir else None
-        return load_examples(split.dataset, split.split, data_dir=data_dir, limit=split.limit)
+    def task_config(self, task: str) -> TaskConfig:
+        if task in self.profile.tasks:
+            return self.profile.tasks[task]
+        if task in self.profile.mtl.datasets:
+            return TaskConfig(train=self.profile.mtl.datasets[task])
+        raise ConfigError(f"profile {self.profile.name!r} has no task or MTL dataset {task!r} "
+                          f"(tasks: {sorted(self.profile.tasks)}, mtl.datasets: {sorted(self.profile.mtl.datasets)})")
 
-    def qa_task(self, task: str, model_key: str) -> QATask:
-        """Load and tokenize a span-QA task once per (task, model) in this process."""
-        key = (task, model_key)
-        if key not in self._tasks:
-            if task not in self.profile.tasks:
-                raise ConfigError(f"profile {self.profile.name!r} has no task {task!r} (has: {sorted(self.profile.tasks)})")
-            cfg, tok, f = self.profile.tasks[task], self.tokenizer(model_key), self.profile.features
+    # -- data -----------------------------------------------------------------------------------------------
+
+    def _split(self, cfg: SplitConfig, model_key: str) -> Split:
+        data_dir = Path(self.profile.data_dir) if self.profile.data_dir else None
+        examples = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit)
+        tok, f = self.tokenizer(model_key), self.profile.features
+        if get_dataset(cfg.dataset).task == "mrc":
             settings = dict(max_seq_length=f.max_seq_length, doc_stride=f.doc_stride, max_query_length=f.max_query_length)
-            train_ex, dev_ex = self._examples(cfg.train), self._examples(cfg.dev)
-            self._tasks[key] = QATask(
-                train_ex, dev_ex, self._features(train_ex, model_key), self._features(dev_ex, model_key),
-                qa_features_fingerprint(train_ex, tok, **settings), qa_features_fingerprint(dev_ex, tok, **settings),
+            return Split(examples, qa_features(examples, tok, **settings), qa_features_fingerprint(examples, tok, **settings))
+        features = pair_features(examples, tok, max_seq_length=f.max_pair_length)
+        return Split(examples, features, config_hash({"features": features, "tokenizer": tok.name_or_path}))
+
+    def task(self, name: str, model_key: str) -> TaskData:
+        """Load and tokenize a task (or an MTL dataset) once per (task, tokenizer) in this process."""
+        cfg = self.task_config(name)
+        key = (name, model_key, config_hash(to_dict(cfg)))
+        if key not in self._tasks:
+            splits = [s for s in (cfg.train, cfg.dev) if s is not None]
+            types = {get_dataset(s.dataset).task for s in splits}
+            if len(types) != 1:
+                raise ConfigError(f"task {name!r}: its splits mix task types {sorted(types)}")
+            self._tasks[key] = TaskData(
+                name, types.pop(),
+                self._split(cfg.train, model_key) if cfg.train else None,
+                self._split(cfg.dev, model_key) if cfg.dev else None,
+                self.tokenizer(model_key).pad_token_id or 0, self.profile.features,
             )
         return self._tasks[key]
 
     def _base_config(self, task: str, model_key: str) -> dict[str, Any]:
-        data = self.qa_task(task, model_key)
+        data = self.task(task, model_key)
         return {
-            "task": task,
-            "data": to_dict(self.profile.tasks[task]),
-            "train_fingerprint": data.train_fingerprint,
-            "dev_fingerprint": data.dev_fingerprint,
-            "model": to_dict(self.model_config(model_key)),
-            "features": to_dict(self.profile.features),
+            "task": task, "data": to_dict(self.task_config(task)),
+            "train_fingerprint": data.train.fingerprint if data.train else None,
+            "dev_fingerprint": data.dev.fingerprint if data.dev else None,
+            "model": to_dict(self.model_config(model_key)), "features": to_dict(self.profile.features),
             "precision": self.profile.runtime.precision,
         }
 
-    def _new_model(self, model_key: str) -> RoadModel:
-        """A fresh model for ``model_key``: pretrained (or warm-started) encoder, newly initialised heads."""
-        model = build_model(self.model_config(model_key), len(self.tokenizer(model_key)), {MRC_HEAD: "span"})
-        warm = self.warm_start(model_key)
-        if warm is not None:
-            load_weights(model.encoder, warm.path / "encoder.safetensors")
+    # -- models ---------------------------------------------------------------------------------------------
+
+    def _new_model(self, model_key: str, heads: dict[str, str | int], init: Run | None = None) -> RoadModel:
+        """A model with fresh heads on the pretrained encoder, or on an earlier stage's encoder (``init``)."""
+        model = build_model(self.model_config(model_key), len(self.tokenizer(model_key)), heads)
+        encoder_run = init or self.warm_start(model_key)
+        if encoder_run is not None:
+            load_weights(model.encoder, encoder_run.path / "encoder.safetensors")
         return model
 
-    def _features(self, examples: list[QAExample], model_key: str) -> dict[str, torch.Tensor]:
-        f = self.profile.features
-        return qa_features(examples, self.tokenizer(model_key), max_seq_length=f.max_seq_length,
-                           doc_stride=f.doc_stride, max_query_length=f.max_query_length)
+    def _train(self, model: RoadModel, step_source, objective: Objective, steps: int, optim: OptimConfig,
+               path: Path, desc: str) -> list[dict[str, float]]:
+        result = train(
+            model, step_source, lambda out, p, prog: pass_losses(objective, out, p.batch, prog), steps, optim,
+            num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
+            checkpoint_dir=path / CHECKPOINTS, checkpoint_every=self.profile.runtime.checkpoint_every,
+            progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
+        )
+        atomic_write_json(path / "train_log.json", result.log)
+        atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))
+        atomic_write(path / "encoder.safetensors", lambda tmp: save_weights(model.encoder, tmp))
+        return result.log
+
+    def _predict(self, model: RoadModel, data: TaskData, split: Split) -> dict[str, Tensor]:
+        """Head outputs over every row of ``split``, in chunks."""
+        chunks: dict[str, list[Tensor]] = {}
+        for lo in range(0, len(split), PREDICT_CHUNK):
+            rows = torch.arange(lo, min(lo + PREDICT_CHUNK, len(split)))
+            inputs = data.predict_inputs(split) if data.is_span else data.batch(split, rows)
+            if data.is_span:
+                inputs = {k: v[rows] for k, v in inputs.items()}
+            out = predict(model, inputs, data.task_type, self.profile.finetune.eval_batch_size, self.device,
+                          self.profile.runtime.precision)
+            for key, value in out.items():
+                chunks.setdefault(key, []).append(value)
+        return {k: torch.cat(v) for k, v in chunks.items()}
+
+    def _score(self, data: TaskData, logits: dict[str, Tensor], path: Path) -> dict[str, Any]:
+        metrics, saved = data.score(data.dev, logits)
+        for name, obj in saved.items():
+            atomic_write_json(path / f"{name}.json", obj)
+        return metrics
+
+    def _load_finished(self, run: Run, model_key: str, data: TaskData) -> RoadModel:
+        model = self._new_model(model_key, {data.task_type: head_kind(data.task_type)})
+        load_weights(model, run.path / "model.safetensors")
+        return model
+
+    # -- stages ---------------------------------------------------------------------------------------------
 
     def warm_start(self, model_key: str) -> Run | None:
         """Smoke scale: train a tiny preset's encoder once on a disjoint synthetic stream (see WarmStartConfig)."""
@@ -146,115 +198,102 @@ class Experiment:
 
         def make(path: Path) -> dict[str, Any]:
             set_seed(0)
-            model = build_model(cfg, len(self.tokenizer(model_key)), {MRC_HEAD: "span"})
-            data = self._features(self._examples(SplitConfig(ws.dataset, ws.split, ws.limit)), model_key)
-            batches = EpochBatches(len(data["input_ids"]), ws.batch_size, seed=0)
-            keep = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions") if k in data]
+            model = build_model(cfg, len(self.tokenizer(model_key)), {"mrc": "span"})
+            split = self._split(SplitConfig(ws.dataset, ws.split, ws.limit), model_key)
+            if get_dataset(ws.dataset).task != "mrc":
+                raise ConfigError(f"warm_start.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
+            keep = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
+                    if k in split.features]
+            batches = EpochBatches(len(split), ws.batch_size, seed=0)
             optim = replace(self.profile.finetune, lr=ws.lr, batch_size=ws.batch_size, layerwise_lr_decay=1.0)
-            result = train(
-                model, lambda step: [Pass(MRC_HEAD, ws.dataset, {k: data[k][batches(step)] for k in keep})],
-                lambda out, p, prog: pass_losses(Objective(), out, p.batch, prog), ws.steps, optim,
-                num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
-                checkpoint_dir=path / CHECKPOINTS, checkpoint_every=self.profile.runtime.checkpoint_every,
-                progress=self.progress, desc=f"warm start {model_key}",
-            )
-            atomic_write_json(path / "train_log.json", result.log)
-            atomic_write(path / "encoder.safetensors", lambda tmp: save_weights(model.encoder, tmp))
-            return {"steps": ws.steps, "final_loss": result.log[-1]["total"]}
+            log = self._train(model, lambda step: [Pass("mrc", ws.dataset, {k: split.features[k][batches(step)] for k in keep})],
+                              Objective(), ws.steps, optim, path, f"warm start {model_key}")
+            return {"steps": ws.steps, "final_loss": log[-1]["total"]}
 
         return self.store.run("warm_start", config, make)
 
-    def _score(self, task: str, model_key: str, logits: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
-        """Post-process dev logits into answers, score them officially, write predictions for the CLI scorer."""
-        data, f = self.qa_task(task, model_key), self.profile.features
-        preds, null_odds = squad_predictions(
-            data.dev_examples, data.dev["example_index"], data.dev["offsets"],
-            logits["start_logits"], logits["end_logits"], n_best_size=f.n_best_size,
-            max_answer_length=f.max_answer_length, null_score_diff_threshold=f.null_score_diff_threshold,
-        )
-        atomic_write_json(path / "predictions.json", preds)
-        atomic_write_json(path / "na_probs.json", null_odds)
-        return dict(evaluate_examples(data.dev_examples, preds, null_odds))
-
-    # -- stages ---------------------------------------------------------------------------------------------
-
     def finetune(
-        self, task: str, model_key: str, seed: int, objective: Objective = Objective(), teachers: tuple[Run, ...] = ()
+        self, task: str, model_key: str, seed: int, objective: Objective = Objective(),
+        teachers: tuple[Run, ...] = (), init: Run | None = None, epochs: float | None = None,
+        teacher_model: str | None = None,
     ) -> Run:
-        """Finetune (and, with teachers, distill) one model on ``task``; score it on dev."""
+        """Finetune (and, with teachers, distil) one model on ``task`` from ``init``'s encoder or the pretrained one.
+
+        ``teacher_model`` is the teachers' model key when it differs from ``model_key`` (cross-model KD).
+        """
         if (objective.distill is None) != (not teachers):
-            raise ConfigError(f"objective {objective.distill!r} needs teachers exactly when it distills")
+            raise ConfigError(f"objective {objective.distill!r} needs teachers exactly when it distils")
+        optim = self.profile.finetune if epochs is None else replace(self.profile.finetune, epochs=epochs)
         config = {
-            "stage": "finetune", **self._base_config(task, model_key), "optim": to_dict(self.profile.finetune),
-            "seed": seed, "objective": asdict(objective), "teachers": [t.run_id for t in teachers],
+            "stage": "finetune", **self._base_config(task, model_key), "optim": to_dict(optim), "seed": seed,
+            "objective": asdict(objective), "teachers": [t.run_id for t in teachers],
             "weighted_w": self.profile.distill.w if objective.distill == "weighted" else None,
+            "init": init.run_id if init else None,
         }
-        return self.store.run("finetune", config, lambda path: self._finetune(path, task, model_key, seed, objective, teachers))
 
-    def _finetune(self, path: Path, task: str, model_key: str, seed: int, objective: Objective, teachers: tuple[Run, ...]) -> dict[str, Any]:
-        data, optim = self.qa_task(task, model_key), self.profile.finetune
-        set_seed(seed)
-        model = self._new_model(model_key)
-        train_set = dict(data.train)
-        if teachers:
-            train_set.update(self._teacher_targets(task, model_key, objective, teachers))
-        keep = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions",
-                            "teacher_start_logits", "teacher_end_logits") if k in train_set]
-        batches = EpochBatches(len(train_set["input_ids"]), optim.batch_size, seed)
-        total = optim.steps or math.ceil(optim.epochs * batches.steps_per_epoch)
+        def make(path: Path) -> dict[str, Any]:
+            data = self.task(task, model_key)
+            if data.train is None:
+                raise ConfigError(f"task {task!r} has no train split to finetune on")
+            set_seed(seed)
+            model = self._new_model(model_key, {data.task_type: head_kind(data.task_type)}, init)
+            extra = self._teacher_targets(task, teacher_model or model_key, model_key, objective, teachers) if teachers else {}
+            batches = EpochBatches(len(data.train), optim.batch_size, seed)
+            total = optim.steps or math.ceil(optim.epochs * batches.steps_per_epoch)
+            log = self._train(
+                model, lambda step: [Pass(data.task_type, task, data.batch(data.train, batches(step), extra))],
+                objective, total, optim, path, f"{task} seed {seed} {objective.distill or 'ce'}",
+            )
+            metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"]}
+            if data.dev is not None:
+                logits = self._predict(model, data, data.dev)
+                atomic_write(path / "dev_logits.safetensors", lambda tmp: save_file(logits, str(tmp)))
+                metrics.update(self._score(data, logits, path))
+            return metrics
 
-        def step_source(step: int) -> list[Pass]:
-            idx = batches(step)
-            return [Pass(MRC_HEAD, task, {k: train_set[k][idx] for k in keep})]
-
-        result = train(
-            model, step_source, lambda out, p, prog: pass_losses(objective, out, p.batch, prog), total, optim,
-            num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
-            checkpoint_dir=path / CHECKPOINTS, checkpoint_every=self.profile.runtime.checkpoint_every,
-            progress=self.progress, desc=f"{task} seed {seed} {objective.distill or 'ce'}",
-        )
-        atomic_write_json(path / "train_log.json", result.log)
-        atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))
-        logits = predict(model, data.dev, MRC_HEAD, optim.eval_batch_size, self.device, self.profile.runtime.precision)
-        atomic_write(path / "dev_logits.safetensors", lambda tmp: save_file(logits, str(tmp)))
-        metrics = self._score(task, model_key, logits, path)
-        metrics.update(steps=total, final_loss=result.log[-1]["total"] if result.log else float("nan"))
-        return metrics
+        return self.store.run("finetune", config, make)
 
     def soft_targets(self, task: str, model_key: str, teacher: Run) -> Run:
         """Cache a teacher's logits on every training feature (generated once per teacher and dataset)."""
-        data = self.qa_task(task, model_key)
-        config = {"stage": "soft_targets", "teacher": teacher.run_id, "train_fingerprint": data.train_fingerprint}
+        data = self.task(task, model_key)
+        config = {"stage": "soft_targets", "teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint}
 
         def make(path: Path) -> dict[str, Any]:
-            model = self._new_model(model_key)
-            load_weights(model, teacher.path / "model.safetensors")
-            logits = predict(model, data.train, MRC_HEAD, self.profile.finetune.eval_batch_size, self.device,
-                             self.profile.runtime.precision, progress=self.progress)
+            model = self._load_finished(teacher, model_key, data)
+            logits = self._predict(model, data, data.train)
             save_soft_targets(path / "soft_targets.safetensors", logits,
-                              {"teacher": teacher.run_id, "train_fingerprint": data.train_fingerprint,
-                               "features": str(len(data.train["input_ids"]))})
-            return {"features": len(data.train["input_ids"])}
+                              {"teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint,
+                               "features": str(len(data.train))})
+            return {"features": len(data.train)}
 
         return self.store.run("soft_targets", config, make)
 
-    def _teacher_targets(self, task: str, model_key: str, objective: Objective, teachers: tuple[Run, ...]) -> dict[str, torch.Tensor]:
-        data = self.qa_task(task, model_key)
+    def _teacher_targets(self, task: str, teacher_model: str, student_model: str, objective: Objective,
+                         teachers: tuple[Run, ...]) -> dict[str, Tensor]:
+        """Teacher logits per training feature: mean of the teachers, or Weighted KD (Algorithm 2)."""
+        data = self.task(task, student_model)
+        teacher_data = self.task(task, teacher_model)
+        if teacher_data.train.fingerprint != data.train.fingerprint:
+            raise ConfigError(f"teacher model {teacher_model!r} and student {student_model!r} tokenize {task!r} "
+                              "differently; per-feature soft targets need identical features")
         caches = []
         for teacher in teachers:
-            run = self.soft_targets(task, model_key, teacher)
+            run = self.soft_targets(task, teacher_model, teacher)
             tensors, _ = load_soft_targets(run.path / "soft_targets.safetensors",
-                                           expect={"teacher": teacher.run_id, "train_fingerprint": data.train_fingerprint})
+                                           expect={"teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint})
             caches.append(tensors)
         stacked = stack_teachers(caches)
+        gold = data.labels(data.train)
+        if data.is_span:
+            if objective.distill == "weighted":
+                start, end = weighted_span_teacher_logits(stacked["start_logits"], stacked["end_logits"],
+                                                          gold["start_positions"], gold["end_positions"], self.profile.distill.w)
+            else:
+                start, end = mean_teacher_logits(stacked["start_logits"]), mean_teacher_logits(stacked["end_logits"])
+            return {"teacher_start_logits": start, "teacher_end_logits": end}
         if objective.distill == "weighted":
-            start, end = weighted_span_teacher_logits(
-                stacked["start_logits"], stacked["end_logits"], data.train["start_positions"],
-                data.train["end_positions"], self.profile.distill.w,
-            )
-        else:
-            start, end = mean_teacher_logits(stacked["start_logits"]), mean_teacher_logits(stacked["end_logits"])
-        return {"teacher_start_logits": start, "teacher_end_logits": end}
+            return {"teacher_logits": weighted_teacher_logits(stacked["logits"], gold["labels"], self.profile.distill.w)}
+        return {"teacher_logits": mean_teacher_logits(stacked["logits"])}
 
     def ensemble(self, task: str, model_key: str, teachers: tuple[Run, ...]) -> Run:
         """Score the ensemble that averages the teachers' dev logits."""
@@ -262,7 +301,73 @@ class Experiment:
 
         def make(path: Path) -> dict[str, Any]:
             logits = [load_file(str(t.path / "dev_logits.safetensors")) for t in teachers]
-            mean = {k: torch.stack([l[k] for l in logits]).mean(0) for k in ("start_logits", "end_logits")}
-            return self._score(task, model_key, mean, path)
+            mean = {k: torch.stack([l[k] for l in logits]).mean(0) for k in logits[0]}
+            return self._score(self.task(task, model_key), mean, path)
 
         return self.store.run("ensemble", config, make)
+
+    def predict(self, run: Run, source_task: str, task: str, model_key: str) -> Run:
+        """Score ``run`` (finetuned on ``source_task``) on ``task``'s dev set without training on it."""
+        config = {"stage": "predict", "model_run": run.run_id, **self._base_config(task, model_key)}
+
+        def make(path: Path) -> dict[str, Any]:
+            source, target = self.task(source_task, model_key), self.task(task, model_key)
+            if source.task_type != target.task_type:
+                raise ConfigError(f"cannot predict {task!r} ({target.task_type}) with a {source.task_type} model")
+            model = self._load_finished(run, model_key, source)
+            return self._score(target, self._predict(model, target, target.dev), path)
+
+        return self.store.run("predict", config, make)
+
+    def mtl(self, model_key: str, mode: str, pass_step: int | None = None, kd: bool = False,
+            steps_fraction: float = 1.0) -> Run:
+        """Multi-task pretraining on the profile's MTL datasets (ROaD or MT-DNN), optionally with KD."""
+        m = self.profile.mtl
+        if not 0 < steps_fraction <= 1:
+            raise ConfigError(f"mtl steps_fraction={steps_fraction} must lie in (0, 1]")
+        m = replace(m, optim=replace(m.optim, steps=max(1, round(m.optim.steps * steps_fraction))))
+        if not m.datasets:
+            raise ConfigError(f"profile {self.profile.name!r} lists no mtl.datasets")
+        pass_step = (pass_step or m.pass_step) if mode == "road" else 1
+        if m.optim.batch_size % pass_step:
+            raise ConfigError(f"pass_step={pass_step} does not divide mtl.optim.batch_size={m.optim.batch_size}")
+        names = sorted(m.datasets)
+        data = {name: self.task(name, model_key) for name in names}
+        teachers = {name: self.finetune(name, model_key, m.seed, epochs=m.teacher_epochs) for name in names} if kd else {}
+        config = {
+            "stage": "mtl", "mode": mode, "pass_step": pass_step, "kd": kd,
+            "data": {n: to_dict(m.datasets[n]) for n in names},
+            "fingerprints": {n: data[n].train.fingerprint for n in names},
+            "model": to_dict(self.model_config(model_key)), "features": to_dict(self.profile.features),
+            "optim": to_dict(m.optim), "seed": m.seed, "precision": self.profile.runtime.precision,
+            "teachers": {n: t.run_id for n, t in teachers.items()},
+            "kd_settings": {"temperature": m.kd_temperature, "lam": m.kd_lam} if kd else None,
+        }
+
+        def head(name: str) -> str:
+            return data[name].task_type if mode == "road" else name  # task-shared vs per-dataset heads
+
+        def make(path: Path) -> dict[str, Any]:
+            set_seed(m.seed)
+            heads = {head(n): head_kind(data[n].task_type) for n in names}
+            model = self._new_model(model_key, heads)
+            extra = {n: self._teacher_targets(n, model_key, model_key, Objective("kd"), (t,)) for n, t in teachers.items()}
+            sizes = {n: len(data[n].train) for n in names}
+            sampler = (RoadSampler(sizes, m.optim.batch_size, pass_step, m.seed) if mode == "road"
+                       else MtdnnSampler(sizes, m.optim.batch_size, m.seed))
+
+            def step_source(step: int) -> list[Pass]:
+                return [Pass(head(d.dataset), d.dataset,
+                             data[d.dataset].batch(data[d.dataset].train, d.indices, extra.get(d.dataset)))
+                        for d in sampler(step)]
+
+            objective = Objective("kd", m.kd_temperature, m.kd_lam) if kd else Objective()
+            log = self._train(model, step_source, objective, m.optim.steps, m.optim, path,
+                              f"MTL {mode} pass_step {pass_step}{' + KD' if kd else ''}")
+            counts: dict[str, int] = {}
+            for step in range(m.optim.steps):
+                for d in sampler(step):
+                    counts[d.dataset] = counts.get(d.dataset, 0) + 1
+            return {"steps": m.optim.steps, "final_loss": log[-1]["total"], "passes_per_dataset": counts}
+
+        return self.store.run("mtl", config, make)

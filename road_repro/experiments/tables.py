@@ -1,6 +1,11 @@
 """Run a table spec at a scale: rows -> stages -> tidy results, summary, plot and report page.
 
-The tidy CSV has one row per (table row, seed, metric) with the run id that produced it, so every
+A row says how its model is built (optional multi-task pretraining, ROaD or MT-DNN, with or without KD)
+and how it is finetuned (plain, KD / annealing / Weighted KD from same-model teachers of other seeds, or
+KD from one teacher of another model); the table says which tasks and metrics it reports. Stages are
+shared through the run cache, so e.g. the ROaD MTL checkpoint of Table 2 is reused by Table 4.
+
+The tidy CSV has one row per (table row, seed, task, metric) with the run id that produced it, so every
 number can be traced to ``runs/<run_id>/config.json`` (resolved config, seed, versions, git hash).
 """
 
@@ -12,59 +17,111 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from road_repro.config import ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, to_dict, validate_profile
+from road_repro.config import (
+    ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, to_dict, validate_profile,
+)
+from road_repro.errors import ConfigError
 from road_repro.experiments.runs import Run, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
 from road_repro.train.objectives import Objective
 
-#: Official SQuAD 2.0 keys -> tidy metric names (percent).
-SQUAD_METRICS = {"f1": "f1", "exact": "em", "best_f1": "best_f1", "best_exact": "best_em",
-                 "HasAns_f1": "has_ans_f1", "NoAns_f1": "no_ans_f1"}
+#: Run metric keys -> tidy metric names (percent): official SQuAD 2.0 keys, and accuracy.
+METRIC_NAMES = {"f1": "f1", "exact": "em", "best_f1": "best_f1", "best_exact": "best_em",
+                "HasAns_f1": "has_ans_f1", "NoAns_f1": "no_ans_f1", "acc": "acc"}
 
-TIDY_COLUMNS = ["table", "row", "method", "seed", "metric", "value", "dataset", "split", "data_source",
-                "profile", "run_id"]
-
-
-def _tidy(spec: TableSpec, profile: ProfileConfig, row_no: int, row: RowSpec, seed: int | None, run: Run) -> list[dict[str, Any]]:
-    task = profile.tasks[spec.task]
-    source = f"{task.dev.dataset}:{task.dev.split}" + (f"[:{task.dev.limit}]" if task.dev.limit else "")
-    return [
-        {"table": spec.table, "row": row_no, "method": row.method, "seed": seed, "metric": name,
-         "value": float(run.metrics[key]), "dataset": spec.task, "split": "dev", "data_source": source,
-         "profile": profile.name, "run_id": run.run_id}
-        for key, name in SQUAD_METRICS.items() if key in run.metrics
-    ]
+TIDY_COLUMNS = ["table", "row", "method", "paper_model", "seed", "metric", "value", "dataset", "split",
+                "data_source", "profile", "run_id"]
 
 
-def compute_squad_table(exp: Experiment, spec: TableSpec) -> pd.DataFrame:
-    """Rows of a SQuAD 2.0 finetuning table (single models, ensemble, KD variants) as tidy records."""
-    p, d = exp.profile, exp.profile.distill
-    records: list[dict[str, Any]] = []
-    teacher_seeds = p.seeds[: d.n_teachers]
+def _source(profile: ProfileConfig, task: str) -> str:
+    dev = profile.tasks[task].dev
+    return f"{dev.dataset}:{dev.split}" + (f"[:{dev.limit}]" if dev.limit else "")
 
-    def teachers(model_key: str) -> tuple[Run, ...]:
-        return tuple(exp.finetune(spec.task, model_key, s) for s in teacher_seeds)
 
-    for row_no, row in enumerate(spec.rows, start=1):
-        model_key = row.model or spec.model
-        if row.recipe == "ensemble":
-            run = exp.ensemble(spec.task, model_key, teachers(model_key))
-            records += _tidy(spec, p, row_no, row, None, run)
-            continue
+def check_table(spec: TableSpec, profile: ProfileConfig) -> None:
+    """Fail before any compute if a row needs a model, task or setting the profile lacks."""
+    for task in spec.evaluate:
+        cfg = profile.tasks.get(task)
+        if cfg is None:
+            raise ConfigError(f"table {spec.table}: profile {profile.name!r} has no task {task!r}")
+        if cfg.dev is None:
+            raise ConfigError(f"table {spec.table}: task {task!r} has no dev split to score")
+        if cfg.train is None and cfg.predict_with is None:
+            raise ConfigError(f"table {spec.table}: task {task!r} has neither a train split nor predict_with")
+    for i, row in enumerate(spec.rows):
+        for key in filter(None, (row.model or spec.model, row.teacher and row.teacher.model)):
+            if key not in profile.models:
+                raise ConfigError(f"table {spec.table} rows[{i}]: profile {profile.name!r} has no model {key!r}")
+        for mtl in filter(None, (row.mtl, row.teacher and row.teacher.mtl)):
+            pass_step = mtl.pass_step or profile.mtl.pass_step
+            if mtl.mode == "road" and (pass_step < 1 or profile.mtl.optim.batch_size % pass_step):
+                raise ConfigError(f"table {spec.table} rows[{i}]: pass_step={pass_step} must be >= 1 and divide "
+                                  f"mtl.optim.batch_size={profile.mtl.optim.batch_size}")
+            if not profile.mtl.datasets:
+                raise ConfigError(f"table {spec.table} rows[{i}] needs MTL but profile {profile.name!r} lists no mtl.datasets")
+
+
+class TableRunner:
+    """Computes the rows of one table with an :class:`Experiment`."""
+
+    def __init__(self, exp: Experiment, spec: TableSpec):
+        self.exp, self.spec, self.p = exp, spec, exp.profile
+
+    def _init(self, model_key: str, mtl) -> Run | None:
+        return self.exp.mtl(model_key, mtl.mode, mtl.pass_step, mtl.kd, mtl.steps_fraction) if mtl else None
+
+    def _teachers(self, row: RowSpec, task: str, model_key: str, init: Run | None) -> tuple[Run, ...]:
+        if row.teacher is not None:
+            t_init = self._init(row.teacher.model, row.teacher.mtl)
+            return (self.exp.finetune(task, row.teacher.model, self.p.seeds[0], init=t_init),)
+        return tuple(self.exp.finetune(task, model_key, s, init=init) for s in self.p.seeds[: self.p.distill.n_teachers])
+
+    def _tidy(self, row_no: int, row: RowSpec, task: str, seed: int | None, run: Run) -> list[dict[str, Any]]:
+        return [
+            {"table": self.spec.table, "row": row_no, "method": row.method, "paper_model": row.paper_model or "",
+             "seed": seed, "metric": name, "value": float(run.metrics[key]), "dataset": task, "split": "dev",
+             "data_source": _source(self.p, task), "profile": self.p.name, "run_id": run.run_id}
+            for key, name in METRIC_NAMES.items() if key in run.metrics
+        ]
+
+    def row(self, row_no: int, row: RowSpec) -> list[dict[str, Any]]:
+        model_key, d = row.model or self.spec.model, self.p.distill
+        init = self._init(model_key, row.mtl)
         objective = Objective(row.distill, d.temperature, d.lam, d.t2_scale, row.label_smoothing)
-        for seed in p.seeds:
-            run = exp.finetune(spec.task, model_key, seed, objective, teachers(model_key) if row.distill else ())
-            records += _tidy(spec, p, row_no, row, seed, run)
-    frame = pd.DataFrame.from_records(records, columns=TIDY_COLUMNS)
-    frame["seed"] = frame["seed"].astype("Int64")
-    return frame
+        teacher_model = row.teacher.model if row.teacher else None
+        records: list[dict[str, Any]] = []
+        for task in self.spec.evaluate:
+            source = self.p.tasks[task].predict_with
+            train_task = source or task
+            if row.recipe == "ensemble":
+                if source:
+                    raise ConfigError(f"table {self.spec.table}: an ensemble row cannot score {task!r} through {source!r}")
+                run = self.exp.ensemble(task, model_key, self._teachers(row, task, model_key, init))
+                records += self._tidy(row_no, row, task, None, run)
+                continue
+            teachers = self._teachers(row, train_task, model_key, init) if row.distill else ()
+            for seed in self.p.seeds:
+                run = self.exp.finetune(train_task, model_key, seed, objective, teachers, init, teacher_model=teacher_model)
+                if source:
+                    run = self.exp.predict(run, source, task, model_key)
+                records += self._tidy(row_no, row, task, seed, run)
+        return records
 
+    def compute(self) -> pd.DataFrame:
+        records = [r for i, row in enumerate(self.spec.rows, start=1) for r in self.row(i, row)]
+        frame = pd.DataFrame.from_records(records, columns=TIDY_COLUMNS)
+        frame["seed"] = frame["seed"].astype("Int64")
+        return frame
 
-def no_answer_baseline(exp: Experiment, spec: TableSpec) -> float:
-    """F1 (= EM) of answering every dev question with "no answer": the floor a learned model must clear."""
-    dev = exp.qa_task(spec.task, spec.model).dev_examples
-    return 100.0 * sum(ex.is_impossible for ex in dev) / len(dev)
+    def no_answer_baselines(self) -> dict[str, float]:
+        """Per span task: F1 (= EM) of answering every dev question with "no answer"."""
+        out = {}
+        for task in self.spec.evaluate:
+            data = self.exp.task(task, self.spec.model)
+            if data.is_span:
+                out[task] = 100.0 * sum(ex.is_impossible for ex in data.dev.examples) / len(data.dev.examples)
+        return out
 
 
 def run_table(
@@ -79,28 +136,29 @@ def run_table(
     """Compute a table at a scale and write ``<output_dir>/<profile>/<table>.csv`` plus its summary and plot.
 
     Finished stages are reused from ``runs_dir`` (default ``<output_dir>/runs``), so re-running is cheap
-    and tables that share a stage (e.g. the same teachers) train it once.
+    and tables that share a stage (teachers, MTL checkpoints) train it once.
     """
-    from road_repro.report.summary import summarize
     from road_repro.report.plots import plot_table
+    from road_repro.report.summary import summarize
 
     spec = load_table_spec(table)
     prof = load_profile(profile, overrides, spec)
     if seeds is not None:
         prof.seeds = [int(s) for s in seeds]
         validate_profile(prof)
+    check_table(spec, prof)
     out = Path(output_dir) / prof.name
-    exp = Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress=progress)
+    runner = TableRunner(Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress), spec)
     started = time.time()
-    frame = compute_squad_table(exp, spec)
+    frame = runner.compute()
     atomic_write_csv(out / f"{table}.csv", frame)
     summary = summarize(frame, spec)
     atomic_write_csv(out / f"{table}_summary.csv", summary)
     plot_table(frame, spec, prof, out / f"{table}.png")
     atomic_write_json(out / f"{table}.json", {
         "table": spec.table, "name": table, "title": spec.title, "profile": to_dict(prof),
-        "overrides": list(overrides), "seeds": prof.seeds, "metrics": spec.metrics,
-        "no_answer_baseline_f1": no_answer_baseline(exp, spec), "provenance": provenance(),
+        "overrides": list(overrides), "seeds": prof.seeds, "evaluate": spec.evaluate, "metrics": spec.metrics,
+        "no_answer_baseline_f1": runner.no_answer_baselines(), "provenance": provenance(),
         "seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
     return frame

@@ -70,6 +70,9 @@ def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
             raise ConfigError(f"num_layers={cfg.num_layers} must lie in 1..{config.num_hidden_layers} for {name}")
         config.num_hidden_layers = cfg.num_layers  # the first k layers load; the rest are dropped
     kwargs = dict(config=config, use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
-    if getattr(config, "model_type", "") == "bert":
-        kwargs["add_pooling_layer"] = False
-    return AutoModel.from_pretrained(name, **kwargs)
+    if getattr(config, "model_type", "") in ("bert", "albert", "roberta"):
+        kwargs["add_pooling_layer"] = False  # the heads read the first token; an unused pooler breaks DDP
+    try:
+        return AutoModel.from_pretrained(name, attn_implementation="sdpa", **kwargs)
+    except ValueError:  # this architecture has no SDPA attention: use its default
+        return AutoModel.from_pretrained(name, **kwargs)

@@ -38,7 +38,7 @@ paper or blog. Per-seed values are in the linked CSV; every row names the run th
 {{ t.wide | safe }}
 <details><summary>Full summary (all metrics, paper and difference)</summary>{{ t.summary | safe }}</details>
 <p><img alt="{{ t.table }} plot" src="data:image/png;base64,{{ t.png }}"></p>
-<p class="prov">Seeds: {{ t.seeds }} · all-no-answer baseline F1: {{ '%.2f' % t.baseline if t.baseline is not none else 'n/a' }}
+<p class="prov">Seeds: {{ t.seeds }}{% for task, value in t.baseline.items() %} · all-no-answer baseline F1 on {{ task }}: {{ '%.2f' % value }}{% endfor %}
  · data: {{ t.data }} · git {{ t.prov.git }} · torch {{ t.prov.torch }} · transformers {{ t.prov.transformers }}
  · device {{ t.prov.device }} · {{ t.seconds }} s · finished {{ t.finished }}
  · files: <a href="../{{ t.name }}.csv">{{ t.name }}.csv</a>, <a href="../{{ t.name }}_summary.csv">{{ t.name }}_summary.csv</a></p>
@@ -54,12 +54,16 @@ def _table_context(folder: Path, meta_path: Path) -> dict:
     summary = pd.read_csv(folder / f"{name}_summary.csv")
     png = base64.b64encode((folder / f"{name}.png").read_bytes()).decode()
     tasks = meta["profile"].get("tasks", {})
-    data = "; ".join(f"{k}: train {v['train']['dataset']}, dev {v['dev']['dataset']}" for k, v in tasks.items())
+    data = "; ".join(
+        f"{k}: " + ", ".join(f"{split} {v[split]['dataset']}" for split in ("train", "dev") if v.get(split))
+        + (f" (predicted by the {v['predict_with']} model)" if v.get("predict_with") else "")
+        for k, v in tasks.items() if k in meta["evaluate"]
+    )
     return {
         "name": name, "table": meta["table"], "title": meta["title"], "seeds": meta["seeds"],
-        "baseline": meta.get("no_answer_baseline_f1"), "prov": meta["provenance"], "seconds": meta["seconds"],
+        "baseline": meta.get("no_answer_baseline_f1") or {}, "prov": meta["provenance"], "seconds": meta["seconds"],
         "finished": meta["finished"], "data": data,
-        "wide": wide_view(summary, meta["metrics"]).to_html(index=False, border=0),
+        "wide": wide_view(summary, meta["evaluate"]).to_html(index=False, border=0),
         "summary": summary.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–"),
         "profile": meta["profile"],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -13,30 +14,39 @@ import seaborn as sns  # noqa: E402
 
 from road_repro.config import ProfileConfig, TableSpec  # noqa: E402
 from road_repro.io import atomic_write  # noqa: E402
-from road_repro.report.summary import paper_values  # noqa: E402
+from road_repro.report.summary import _with_paper_model, paper_values, row_label  # noqa: E402
 
 
 def plot_table(frame: pd.DataFrame, spec: TableSpec, profile: ProfileConfig, path: Path) -> Path:
-    """One panel per metric: seeds as dots, mean ± sd as a bar, the paper's value as a red diamond."""
-    metrics = [m for m in spec.metrics if m in set(frame["metric"])]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 0.6 * len(spec.rows) + 2.2), squeeze=False)
+    """One panel per (task, metric): seeds as dots, mean ± sd in black, the paper's value as a red diamond."""
+    frame = _with_paper_model(frame, spec)
+    several = frame["paper_model"].fillna("").nunique() > 1
+    frame["label"] = [row_label(m, pm, several) for m, pm in zip(frame["method"], frame["paper_model"])]
+    order = list(dict.fromkeys(frame.sort_values("row")["label"]))
+    panels = [(t, m) for t, ms in spec.evaluate.items() for m in ms]
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, rows * (0.45 * len(order) + 1.8)), squeeze=False)
     paper = paper_values(spec)
-    order = [r.method for r in spec.rows]
-    for ax, metric in zip(axes[0], metrics):
-        sub = frame[frame["metric"] == metric]
-        sns.pointplot(data=sub, x="value", y="method", order=order, errorbar="sd", linestyle="none",
+    paper["label"] = [row_label(m, pm, several) for m, pm in zip(paper["method"], paper["paper_model"])]
+    for ax, (task, metric) in zip(axes.flat, panels):
+        sub = frame[(frame["dataset"] == task) & (frame["metric"] == metric)]
+        sns.pointplot(data=sub, x="value", y="label", order=order, errorbar="sd", linestyle="none",
                       capsize=0.2, color="black", ax=ax)
-        sns.stripplot(data=sub, x="value", y="method", order=order, hue="seed", palette="viridis",
+        sns.stripplot(data=sub, x="value", y="label", order=order, hue="seed", palette="viridis",
                       size=6, alpha=0.8, ax=ax, legend=False)
-        ref = paper[paper["metric"] == metric]
-        ref = ref[ref["method"].isin(order)]
-        ax.scatter(ref["paper"], [order.index(m) for m in ref["method"]], marker="D", color="crimson",
+        ref = paper[(paper["dataset"] == task) & (paper["metric"] == metric) & paper["label"].isin(order)]
+        ax.scatter(ref["paper"], [order.index(label) for label in ref["label"]], marker="D", color="crimson",
                    label="paper", zorder=5)
+        ax.set_title(f"{task} {metric}")
         ax.set_xlabel(f"{metric} ({profile.name} scale)")
         ax.set_ylabel("")
         ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{spec.title} — {profile.name} scale" + (" (pipeline check, not a reproduction)" if profile.name == "smoke" else ""))
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    note = " (pipeline check, not a reproduction)" if profile.name == "smoke" else ""
+    fig.suptitle(f"{spec.table}: {spec.title} — {profile.name} scale{note}")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path

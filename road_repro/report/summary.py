@@ -13,8 +13,8 @@ import pandas as pd
 
 from road_repro.config import TableSpec
 
-SUMMARY_COLUMNS = ["table", "row", "method", "dataset", "metric", "n", "mean", "std", "min", "max", "seeds",
-                   "paper", "diff", "profile"]
+KEYS = ["table", "row", "method", "paper_model", "dataset", "metric", "profile"]
+SUMMARY_COLUMNS = [*KEYS[:6], "n", "mean", "std", "min", "max", "seeds", "paper", "diff", "profile"]
 
 
 @lru_cache(maxsize=1)
@@ -25,28 +25,45 @@ def paper_tables() -> pd.DataFrame:
 
 
 def paper_values(spec: TableSpec) -> pd.DataFrame:
-    """The paper's rows for ``spec`` keyed by (method, dataset, metric); model filter when the table has several."""
+    """The paper's numbers for ``spec``: columns method, paper_model, dataset, metric, paper."""
     ref = paper_tables()
     ref = ref[ref["table"] == spec.table]
-    return ref.rename(columns={"value": "paper"})[["method", "dataset", "metric", "paper"]].drop_duplicates(
-        ["method", "dataset", "metric"])
+    return ref.rename(columns={"value": "paper", "model": "paper_model"})[
+        ["method", "paper_model", "dataset", "metric", "paper"]]
+
+
+def _with_paper_model(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Fill an empty ``paper_model`` with the paper's model when the printed method has exactly one."""
+    ref = paper_values(spec)
+    unique = ref.groupby("method")["paper_model"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else "")
+    frame = frame.copy()
+    empty = frame["paper_model"].fillna("").eq("")
+    frame.loc[empty, "paper_model"] = frame.loc[empty, "method"].map(unique).fillna("")
+    return frame
 
 
 def summarize(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """Per (row, metric): n, mean, sample std over seeds, min, max, the seeds, the paper value and mean - paper."""
-    keys = ["table", "row", "method", "dataset", "metric", "profile"]
-    grouped = frame.groupby(keys, sort=False, dropna=False)
+    """Per (row, task, metric): n, mean, sample std over seeds, min, max, the seeds, the paper value, mean - paper."""
+    frame = _with_paper_model(frame, spec)
+    grouped = frame.groupby(KEYS, sort=False, dropna=False)
     summary = grouped["value"].agg(n="count", mean="mean", std="std", min="min", max="max").reset_index()
     seeds = grouped["seed"].agg(lambda s: " ".join(str(int(x)) for x in s.dropna()) or "ensemble").reset_index()
-    summary = summary.merge(seeds.rename(columns={"seed": "seeds"}), on=keys)
-    summary = summary.merge(paper_values(spec), on=["method", "dataset", "metric"], how="left")
+    summary = summary.merge(seeds.rename(columns={"seed": "seeds"}), on=KEYS)
+    summary = summary.merge(paper_values(spec), on=["method", "paper_model", "dataset", "metric"], how="left")
     summary["diff"] = summary["mean"] - summary["paper"]
     return summary[SUMMARY_COLUMNS]
 
 
-def wide_view(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """The printed-table layout: one line per row, ``mean ± std (paper)`` per metric."""
-    sub = summary[summary["metric"].isin(metrics)].copy()
+def row_label(method: str, paper_model: str, several_models: bool) -> str:
+    """A row's display label; prefixed by the model where a table compares several."""
+    return f"{paper_model}: {method}" if several_models and paper_model else method
+
+
+def wide_view(summary: pd.DataFrame, evaluate: dict[str, list[str]]) -> pd.DataFrame:
+    """The printed-table layout: one line per row, ``mean ± std (n) | paper`` per (task, metric)."""
+    wanted = [(task, metric) for task, metrics in evaluate.items() for metric in metrics]
+    sub = summary[[(d, m) in wanted for d, m in zip(summary["dataset"], summary["metric"])]].copy()
+    several = sub["paper_model"].fillna("").nunique() > 1
 
     def cell(r: pd.Series) -> str:
         spread = f" ± {r['std']:.2f}" if pd.notna(r["std"]) else ""
@@ -54,5 +71,8 @@ def wide_view(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         return f"{r['mean']:.2f}{spread} (n={r['n']}) | paper {paper}"
 
     sub["cell"] = sub.apply(cell, axis=1)
-    wide = sub.pivot_table(index=["row", "method"], columns="metric", values="cell", aggfunc="first")
-    return wide[[m for m in metrics if m in wide.columns]].reset_index()
+    sub["column"] = sub["dataset"] + " " + sub["metric"]
+    sub["label"] = [row_label(m, pm if isinstance(pm, str) else "", several) for m, pm in zip(sub["method"], sub["paper_model"])]
+    wide = sub.pivot_table(index=["row", "label"], columns="column", values="cell", aggfunc="first")
+    columns = [f"{d} {m}" for d, m in wanted if f"{d} {m}" in wide.columns]
+    return wide[columns].reset_index().rename(columns={"label": "method"})

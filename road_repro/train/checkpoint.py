@@ -59,11 +59,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(folder: Path, step: int, model: nn.Module, trainer_state: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``folder/step-<step>`` atomically and keep only the newest ``keep`` complete checkpoints."""
+    """Write ``folder/step-<step>`` atomically and keep only the newest ``keep`` marked checkpoints.
+
+    Temporary folders of an earlier process killed mid-save are removed first.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
+    for stale in folder.glob(".step-*.tmp-*"):  # left by a process killed mid-save (one writer per folder)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = folder / f".step-{step:08d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_weights(model, tmp / "model.safetensors")
     torch.save({**trainer_state, "step": step, "rng": rng_state()}, tmp / "state.pt")
@@ -75,9 +79,22 @@ def save_checkpoint(folder: Path, step: int, model: nn.Module, trainer_state: di
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    for old in complete_checkpoints(folder)[:-keep]:
+    for old in _marked_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _marked_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders that carry a ``COMPLETE`` marker, oldest first, without re-hashing them.
+
+    Pruning after every save uses this cheap check: hashing every kept checkpoint on every save would
+    read ``keep + 1`` full checkpoints (gigabytes at the paper scale) per save. The checkpoint just
+    written is always among the kept ones, so at least one verified checkpoint survives any pruning;
+    full verification happens on resume (:func:`load_latest`).
+    """
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.glob("step-*")) if (p / "COMPLETE").is_file()]
 
 
 def is_complete(ckpt: Path) -> bool:
@@ -99,9 +116,9 @@ def complete_checkpoints(folder: Path) -> list[Path]:
 
 def load_latest(folder: Path, model: nn.Module) -> dict[str, Any] | None:
     """Load the newest complete checkpoint into ``model`` and return its trainer state (None if none)."""
-    ckpts = complete_checkpoints(folder)
-    if not ckpts:
+    candidates = sorted(folder.glob("step-*"), reverse=True) if folder.is_dir() else []
+    latest = next((p for p in candidates if p.is_dir() and is_complete(p)), None)
+    if latest is None:
         return None
-    latest = ckpts[-1]
     load_weights(model, latest / "model.safetensors")
     return torch.load(latest / "state.pt", weights_only=True)

@@ -8,6 +8,18 @@ gradients; then the gradient is clipped and one AdamW update made.
 Because ``step_source`` is a pure function of the step index, the data order needs no state of its own:
 resuming at step ``k`` from a checkpoint (model, optimizer, scheduler, scaler and RNG states) replays
 exactly the batches an uninterrupted run would have seen.
+
+Under ``torchrun`` (:mod:`road_repro.train.distributed`) ``step_source`` still returns the *global*
+passes on every rank -- so a multi-task dataset draw is identical everywhere by construction, and the
+loop checks that it is. Each rank keeps its contiguous slice of every pass's rows; the model is wrapped in
+``DistributedDataParallel``, which all-reduces (averages) gradients once per step, on the last pass (the
+others run under ``no_sync``). A rank's loss is its shard's mean scaled by ``world * shard_rows /
+global_rows``, so the average over ranks is the global-batch mean even when the rows do not divide evenly.
+Only rank 0 writes checkpoints (the others wait at a barrier) and every rank resumes from the same one.
+
+Mixed precision: bf16 autocast where the GPU supports it, fp16 with a gradient scaler otherwise, fp32 on
+CPU unless asked otherwise (:func:`resolve_precision`). ``compile=True`` runs the model through
+``torch.compile``.
 """
 
 from __future__ import annotations
@@ -16,20 +28,38 @@ import contextlib
 import math
 import signal
 import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from road_repro.config import OptimConfig
-from road_repro.errors import TrainingError, TrainingInterrupted
+from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
 from road_repro.train.checkpoint import load_latest, save_checkpoint, set_rng_state
+from road_repro.train.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    batch_rows,
+    gather_rows,
+    init_distributed,
+    rank_device,
+    same_on_all_ranks,
+    shard_rows,
+    torchrun_env,
+)
 from road_repro.train.optim import build_optimizer
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+#: ``runtime.precision`` values and the autocast dtype each asks for (``auto`` is resolved per device).
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -54,19 +84,41 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
+    """``auto`` picks CUDA when available, else CPU; under torchrun a bare ``cuda`` means ``cuda:LOCAL_RANK``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    env = torchrun_env()
+    if env is None or env[2] == 1:
+        return device
+    return rank_device(device, env[1])
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 where the GPU supports it, fp16 (with a grad scaler) otherwise, fp32 on CPU."""
-    if device.type != "cuda" or precision == "fp32":
+    """Autocast dtype (None: plain fp32) for ``runtime.precision`` on ``device``.
+
+    ``auto``: bf16 on GPUs that support it, fp16 (trained with a grad scaler) on older GPUs, fp32 on
+    CPU. An explicit ``bf16`` or ``fp16`` is honoured on CPU too (CPU autocast supports both; useful for
+    checking the mixed-precision path without a GPU), but ``bf16`` on a GPU without bf16 is an error.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"runtime.precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
         return None
+    cuda = device.type == "cuda"
     if precision == "auto":
+        if not cuda:
+            return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"runtime.precision='bf16' but {device} does not support bf16: use 'auto' (fp16 with a "
+                          f"grad scaler there) or 'fp32'")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
+    """A loss scaler that is enabled exactly for fp16 autocast (bf16 and fp32 have fp32's exponent range)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -84,6 +136,147 @@ def _trainer_state(optimizer, scheduler, scaler, result: TrainResult) -> dict:
             "scaler": scaler.state_dict(), "log": result.log}
 
 
+def _seed_this_rank(info: DistInfo) -> None:
+    """Give each rank its own RNG stream (e.g. dropout masks), derived from the seed every rank shares."""
+    if info.distributed:
+        torch.manual_seed(int(torch.randint(2**62, (1,))) + info.rank)
+
+
+def _torch_rng(device: torch.device) -> dict[str, Tensor]:
+    """This rank's torch generator states (CPU, and its GPU's): the streams that differ between ranks."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_torch_rng(state: dict[str, Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _resume(checkpoint_dir: Path | None, model: nn.Module, optimizer, scheduler, scaler, result: TrainResult,
+            info: DistInfo) -> int:
+    """Load the newest complete checkpoint (model, optimizer, scheduler, scaler, RNG, log); the step to start at."""
+    state = load_latest(checkpoint_dir, model) if checkpoint_dir is not None else None
+    start = int(state["step"]) if state is not None else 0
+    if not same_on_all_ranks(start):
+        raise TrainingError(f"rank {info.rank} found its newest checkpoint at step {start} in {checkpoint_dir}, "
+                            f"other ranks another one: the checkpoint folder must be on a file system every rank sees")
+    if state is None:
+        _seed_this_rank(info)
+        return 0
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])  # rank 0's Python, NumPy and torch generators
+    per_rank = state.get("rank_rng")
+    if info.distributed and per_rank is not None and len(per_rank) == info.world_size:
+        _set_torch_rng(per_rank[info.rank], info.device)
+    else:  # written by a single process, or by another number of ranks: fork rank 0's stream
+        _seed_this_rank(info)
+    result.log = list(state["log"])
+    result.resumed_from = start
+    return start
+
+
+def _checkpoint(checkpoint_dir: Path, done: int, model: nn.Module, optimizer, scheduler, scaler,
+                result: TrainResult, info: DistInfo) -> None:
+    """Rank 0 writes the checkpoint (with every rank's torch RNG state); all ranks wait until it is on disk."""
+    state = _trainer_state(optimizer, scheduler, scaler, result)
+    if info.distributed:
+        state["rank_rng"] = all_gather_objects(_torch_rng(info.device))
+    if info.is_main:
+        save_checkpoint(checkpoint_dir, done, model, state)
+    barrier()
+
+
+def _wrap(model: nn.Module, info: DistInfo, compile: bool) -> tuple[nn.Module, DistributedDataParallel | None]:
+    """The module to call (DDP-wrapped when distributed, then compiled if asked) and the DDP wrapper, if any.
+
+    DDP looks for unused parameters on every step: a multi-head model leaves the heads a pass does not use
+    without gradients, and some encoders carry parameters no head uses (e.g. a pooler); gradients accumulated
+    under ``no_sync`` are still all-reduced on the synced pass. The search costs one walk of the autograd
+    graph per step, small beside an encoder's forward and backward.
+    """
+    ddp = None
+    runner = model
+    if info.distributed:
+        ddp = DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None, find_unused_parameters=True,
+        )
+        runner = ddp
+    if compile:
+        runner = torch.compile(runner)
+    return runner, ddp
+
+
+def _passes_fingerprint(passes: list[Pass]) -> int:
+    """A stable checksum of what a step trains on (heads, datasets, global rows, batch keys)."""
+    desc = [(p.head, p.dataset, batch_rows(p.batch), sorted(p.batch)) for p in passes]
+    return zlib.crc32(repr(desc).encode())
+
+
+def _check_passes(passes: list[Pass], step: int, info: DistInfo) -> None:
+    """Fail loudly, on every rank, if the step has no passes or the ranks disagree on the global passes."""
+    if not passes:
+        raise TrainingError(f"step_source returned no passes for step {step}")
+    if not same_on_all_ranks(_passes_fingerprint(passes)):
+        desc = [(p.head, p.dataset, batch_rows(p.batch)) for p in passes]
+        raise TrainingError(
+            f"ranks disagree on the passes of step {step} (rank {info.rank} has {desc}): step_source must return "
+            f"the same global passes on every rank -- draw datasets and batches from generators seeded by the step, "
+            f"not from the global RNG (which differs between ranks)"
+        )
+
+
+@dataclass
+class _StepLosses:
+    """One step's losses on this rank, each weighted by the rank's share of the rows so ranks sum to means."""
+
+    pass_totals: list[Tensor]
+    by_key: dict[str, Tensor]
+
+
+def _run_passes(runner: nn.Module, ddp: DistributedDataParallel | None, passes: list[Pass], loss_fn: LossFn,
+                progress_frac: float, info: DistInfo, dtype: torch.dtype | None,
+                scaler: torch.amp.GradScaler) -> _StepLosses:
+    """Forward and backward every pass on this rank's shard, accumulating the mean gradient over passes.
+
+    A rank whose shard is empty (fewer rows than ranks) runs the first row with weight 0, so every rank
+    takes part in DDP's all-reduce and adds nothing to the gradient.
+    """
+    device = info.device
+    out = _StepLosses([], {})
+    for i, p in enumerate(passes):
+        rows = batch_rows(p.batch)
+        shard = shard_rows(p.batch, info.rank, info.world_size)
+        mine = batch_rows(shard)
+        if mine == 0:
+            shard = {k: v[:1] for k, v in p.batch.items()}
+        batch = to_device(shard, device)
+        weight = mine / rows  # this shard's share of the pass's global mean
+        sync = ddp.no_sync() if ddp is not None and i < len(passes) - 1 else contextlib.nullcontext()
+        with sync:
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                losses = loss_fn(forward(runner, batch, p.head), Pass(p.head, p.dataset, batch), progress_frac)
+            scaler.scale(losses["total"] * (mine * info.world_size / rows / len(passes))).backward()
+        out.pass_totals.append(losses["total"].detach().float() * weight)
+        for key, value in losses.items():
+            out.by_key[key] = out.by_key.get(key, 0.0) + value.detach().float() * weight / len(passes)
+    return out
+
+
+def _global_losses(local: _StepLosses, stop: bool) -> tuple[list[float], dict[str, float], bool]:
+    """Per-pass and per-key global means (summed over ranks) and whether any rank was asked to stop."""
+    values = torch.stack([*local.pass_totals, *local.by_key.values(),
+                          torch.tensor(float(stop), device=local.pass_totals[0].device)])
+    summed = all_reduce_sum(values).tolist()
+    n = len(local.pass_totals)
+    return summed[:n], dict(zip(local.by_key, summed[n:-1])), summed[-1] > 0
+
+
 def train(
     model: nn.Module,
     step_source: StepSource,
@@ -98,67 +291,55 @@ def train(
     checkpoint_every: int = 0,
     progress: bool = True,
     desc: str = "train",
+    compile: bool = False,
 ) -> TrainResult:
-    """Train for ``total_steps`` optimizer steps, resuming from ``checkpoint_dir`` if it holds a checkpoint."""
+    """Train for ``total_steps`` optimizer steps, resuming from ``checkpoint_dir`` if it holds a checkpoint.
+
+    Under torchrun every rank calls this with the same arguments; ``model`` ends with the same weights on
+    every rank and the returned log holds global (all-rank) means.
+    """
+    info = init_distributed(device)
+    device = info.device
     model.to(device)
     optimizer, scheduler = build_optimizer(model, optim, num_layers, total_steps)
     dtype = resolve_precision(precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(dtype, device)
     result = TrainResult()
-    start = 0
-    if checkpoint_dir is not None:
-        state = load_latest(checkpoint_dir, model)
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            result.log = list(state["log"])
-            start = result.resumed_from = int(state["step"])
-    model.train()
-    bar = tqdm(range(start, total_steps), desc=desc, disable=not progress, initial=start, total=total_steps)
+    start = _resume(checkpoint_dir, model, optimizer, scheduler, scaler, result, info)
+    runner, ddp = _wrap(model, info, compile)
+    runner.train()
+    bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
+               total=total_steps)
     with stop_on_sigterm() as stop:
         for step in bar:
             passes = step_source(step)
-            progress_frac = step / max(1, total_steps)
-            sums: dict[str, float] = {}
-            for i, p in enumerate(passes):
-                batch = to_device(p.batch, device)
-                sync = contextlib.nullcontext()
-                if i < len(passes) - 1 and hasattr(model, "no_sync"):
-                    sync = model.no_sync()  # DDP: all-reduce once, on the last pass of the step
-                with sync:
-                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                        losses = loss_fn(forward(model, batch, p.head), p, progress_frac)
-                    total = losses["total"]
-                    if not torch.isfinite(total):
-                        raise TrainingError(
-                            f"non-finite loss {total.item()} at step {step}, pass {i} (dataset {p.dataset!r}, "
-                            f"head {p.head!r}, batch of {len(batch['input_ids'])} rows); the last good checkpoint "
-                            f"in {checkpoint_dir} is kept"
-                        )
-                    scaler.scale(total / len(passes)).backward()
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(passes)
+            _check_passes(passes, step, info)
+            local = _run_passes(runner, ddp, passes, loss_fn, step / max(1, total_steps), info, dtype, scaler)
+            totals, sums, stopping = _global_losses(local, stop.is_set())
+            for i, (p, total) in enumerate(zip(passes, totals)):
+                if not math.isfinite(total):
+                    raise TrainingError(
+                        f"non-finite loss {total} at step {step}, pass {i} (dataset {p.dataset!r}, head {p.head!r}, "
+                        f"batch of {batch_rows(p.batch)} rows); the last good checkpoint in {checkpoint_dir} is kept"
+                    )
             scaler.unscale_(optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm))
-            scaler.step(optimizer)
+            scale = scaler.get_scale()
+            scaler.step(optimizer)  # skipped by the scaler if fp16 gradients overflowed
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             lr = scheduler.get_last_lr()[-1]
-            scheduler.step()
+            if scaler.get_scale() >= scale:  # a skipped fp16 step does not advance the schedule
+                scheduler.step()
             row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
             result.log.append(row)
-            if math.isfinite(sums.get("total", 0.0)):
-                bar.set_postfix(loss=f"{sums['total']:.4f}")
+            bar.set_postfix(loss=f"{sums['total']:.4f}")
             done = step + 1
             if checkpoint_dir is not None and (
-                done == total_steps or (checkpoint_every and done % checkpoint_every == 0)
+                done == total_steps or (checkpoint_every and done % checkpoint_every == 0) or stopping
             ):
-                save_checkpoint(checkpoint_dir, done, model, _trainer_state(optimizer, scheduler, scaler, result))
-            if stop.is_set() and done < total_steps:
-                if checkpoint_dir is not None:
-                    save_checkpoint(checkpoint_dir, done, model, _trainer_state(optimizer, scheduler, scaler, result))
+                _checkpoint(checkpoint_dir, done, model, optimizer, scheduler, scaler, result, info)
+            if stopping and done < total_steps:
                 raise TrainingInterrupted(f"SIGTERM after step {done} of {total_steps}; checkpoint saved in {checkpoint_dir}")
     bar.close()
     model.eval()
@@ -166,7 +347,7 @@ def train(
 
 
 @contextlib.contextmanager
-def stop_on_sigterm():
+def stop_on_sigterm() -> Iterator[threading.Event]:
     """Turn SIGTERM (preemption) into a flag the loop checks between steps, so it can checkpoint and exit."""
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -189,18 +370,30 @@ def predict(
     precision: str = "fp32",
     progress: bool = False,
 ) -> dict[str, Tensor]:
-    """Head outputs for every row of ``features`` (float32, on CPU), in order; model in eval mode."""
+    """Head outputs for every row of ``features`` (float32, on CPU), in order; model in eval mode.
+
+    Under torchrun each rank runs its contiguous slice of the rows and every rank gets all rows back, in
+    order (with fewer rows than ranks, every rank runs them all).
+    """
+    info = init_distributed(device)
+    device = info.device
     model.to(device).eval()
     dtype = resolve_precision(precision, device)
-    n = len(features["input_ids"])
+    inputs = {k: features[k] for k in MODEL_INPUTS if k in features}
+    n = len(inputs["input_ids"])
+    sharded = info.distributed and n >= info.world_size
+    if sharded:
+        inputs = shard_rows(inputs, info.rank, info.world_size)
     chunks: dict[str, list[Tensor]] = {}
-    for lo in tqdm(range(0, n, batch_size), desc=f"predict {head}", disable=not progress):
-        batch = to_device({k: features[k][lo : lo + batch_size] for k in MODEL_INPUTS if k in features}, device)
+    for lo in tqdm(range(0, len(inputs["input_ids"]), batch_size), desc=f"predict {head}",
+                   disable=not (progress and info.is_main)):
+        batch = to_device({k: v[lo : lo + batch_size] for k, v in inputs.items()}, device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = forward(model, batch, head)
         for key, value in out.items():
             chunks.setdefault(key, []).append(value.float().cpu())
-    return {k: torch.cat(v) for k, v in chunks.items()}
+    outputs = {k: torch.cat(v) for k, v in chunks.items()}
+    return {k: gather_rows(v) for k, v in outputs.items()} if sharded else outputs
 
 
 class EpochBatches:

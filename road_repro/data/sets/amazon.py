@@ -27,7 +27,7 @@ from typing import Any
 
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import ClassificationExample
-from road_repro.data.sets.formats import hub_row, iter_delimited, iter_jsonl, label_index
+from road_repro.data.sets.formats import hub_row, iter_delimited, iter_jsonl, label_index, typed
 from road_repro.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[Classificati
         label = rec["label"]
         if isinstance(label, bool) or not isinstance(label, int):
             raise DataError(f"{row_where}: label {label!r} is not an integer 0..4 (stars - 1)")
-        out.append(_review(str(rec.get("id", f"amazon-{row}")), rec["text"], label + 1, row_where))
+        text = typed(rec["text"], str, "text", row_where)
+        out.append(_review(str(rec.get("id", f"amazon-{row}")), text, label + 1, row_where))
     return out
 
 

@@ -12,7 +12,9 @@ import gzip
 import json
 import re
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,25 @@ PairFields = tuple[str, str, str]
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
+def is_int(value: Any) -> bool:
+    """True for an integer that is not a bool (JSON ``true`` must not pass as an offset or label)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def typed(value: Any, kind: type, what: str, where: str) -> Any:
+    """``value`` if it is a ``kind`` (a bool is no ``int``), else a :class:`DataError` naming ``what`` and ``where``."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DataError(f"{where}: {what} should be {kind.__name__}, found {type(value).__name__} {value!r:.80}")
+    return value
+
+
+def str_list(value: Any, what: str, where: str) -> list[str]:
+    """``value`` if it is a list of strings, else a :class:`DataError` naming ``what`` and ``where``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DataError(f"{where}: {what} should be a list of strings, found {value!r:.80}")
+    return value
+
+
 def require_file(path: Path) -> Path:
     """Return ``path`` if it is an existing file, else raise :class:`DataError` naming it."""
     path = Path(path)
@@ -43,12 +64,28 @@ def require_file(path: Path) -> Path:
     return path
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open a UTF-8 text file for reading (``.gz`` transparently, a leading BOM dropped)."""
+#: What reading a non-UTF-8, corrupt or truncated (gzip) file raises: gzip.BadGzipFile is an OSError.
+READ_ERRORS = (UnicodeDecodeError, OSError, EOFError, zlib.error)
+
+
+@contextmanager
+def open_text(path: Path) -> Iterator[IO[str]]:
+    """Open a UTF-8 text file for reading (``.gz`` transparently, a leading BOM dropped).
+
+    A decoding or decompression error while the file is read inside the ``with`` block becomes a
+    :class:`DataError` naming the file.
+    """
     path = require_file(path)
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    try:
+        if path.name.endswith(".gz"):
+            fh = gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+        else:
+            fh = open(path, encoding="utf-8-sig", newline="")
+        with fh:
+            yield fh
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: cannot read as UTF-8 text{' (gzip)' if path.name.endswith('.gz') else ''}: "
+                        f"{type(exc).__name__}: {exc}") from exc
 
 
 def read_json(path: Path) -> Any:
@@ -289,19 +326,31 @@ def unique_answers(answers: Iterable[Answer]) -> tuple[Answer, ...]:
 MRQA_HUB = ("mrqa-workshop/mrqa", "plain_text")
 
 
+def _span_pairs(group: Any, where: str) -> list[Any]:
+    """The candidate ``[start, end]`` pairs of one ``char_spans`` group (Arrow dict of lists, or a list of pairs)."""
+    if isinstance(group, dict):
+        starts, ends = group.get("start", []), group.get("end", [])
+        if not (isinstance(starts, list) and isinstance(ends, list) and len(starts) == len(ends)):
+            raise DataError(f"{where}: char_spans {group!r:.80} needs 'start' and 'end' lists of one length")
+        return list(zip(starts, ends))
+    if isinstance(group, list):
+        return group
+    raise DataError(f"{where}: char_spans {group!r:.80} is neither a dict of lists nor a list of [start, end]")
+
+
 def _mrqa_spans(detected: Any, where: str) -> Iterator[tuple[int, int]]:
     """Yield inclusive ``(start, end)`` character spans from a hub ``detected_answers`` value."""
     if isinstance(detected, dict):  # Arrow layout: a dict of lists
         groups = detected.get("char_spans", [])
     elif isinstance(detected, list):  # row-wise layout: a list of answer dicts
-        groups = [d.get("char_spans", {}) for d in detected]
+        groups = [typed(d, dict, "a detected answer", where).get("char_spans", []) for d in detected]
     else:
         raise DataError(f"{where}: detected_answers has an unexpected type {type(detected).__name__}")
-    for group in groups:
-        if isinstance(group, dict):
-            yield from zip(group.get("start", []), group.get("end", []))
-        else:
-            yield from ((int(s), int(e)) for s, e in group)
+    for group in typed(groups, list, "char_spans", where):
+        for pair in _span_pairs(group, where):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(is_int(x) for x in pair)):
+                raise DataError(f"{where}: char span {pair!r:.80} is not a [start, end] pair of integers")
+            yield pair[0], pair[1]
 
 
 def mrqa_hub_examples(records: Iterable[dict[str, Any]], where: str, subset: str) -> list[QAExample]:
@@ -311,7 +360,7 @@ def mrqa_hub_examples(records: Iterable[dict[str, Any]], where: str, subset: str
         if rec.get("subset") != subset:
             continue
         row_where = f"{where} row {hub_row(rec, i)}"
-        context = rec.get("context", "")
+        context = typed(rec.get("context"), str, "context", row_where)
         answers = []
         for start, end in _mrqa_spans(rec.get("detected_answers"), row_where):
             if not 0 <= start <= end < len(context):
@@ -319,8 +368,8 @@ def mrqa_hub_examples(records: Iterable[dict[str, Any]], where: str, subset: str
             answers.append(Answer(text=context[start : end + 1], start=start))
         if not answers:
             raise DataError(f"{row_where}: question {rec.get('qid')!r} has no detected answer span")
-        ex = QAExample(id=str(rec.get("qid", f"{subset}-{hub_row(rec, i)}")), context=context, question=rec.get("question", ""),
-                       answers=unique_answers(answers))
+        ex = QAExample(id=str(rec.get("qid", f"{subset}-{hub_row(rec, i)}")), context=context,
+                       question=typed(rec.get("question"), str, "question", row_where), answers=unique_answers(answers))
         out.append(ex.validate(row_where))
     return out
 

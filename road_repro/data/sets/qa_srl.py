@@ -35,7 +35,7 @@ from typing import Any
 
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import Answer, QAExample
-from road_repro.data.sets.formats import hub_row, iter_delimited, iter_jsonl, unique_answers
+from road_repro.data.sets.formats import hub_row, is_int, iter_delimited, iter_jsonl, str_list, typed, unique_answers
 from road_repro.errors import DataError
 
 RANGE_SEP = "~!~"
@@ -61,6 +61,7 @@ def qa_srl_example(ex_id: str, tokens: Sequence[str], question: str, ranges: Ite
     """One validated example from a token sentence, a question and end-exclusive token ranges."""
     if not tokens:
         raise DataError(f"{where}: empty sentence")
+    str_list(tokens, "sentence tokens", where)
     starts = token_offsets(tokens)
     answers = unique_answers(span_answer(tokens, starts, b, e, where) for b, e in ranges)
     if not answers:
@@ -73,7 +74,7 @@ def parse_ranges(text: str, where: str) -> list[tuple[int, int]]:
     out = []
     for part in text.split(RANGE_SEP):
         begin, sep, end = part.strip().partition(":")
-        if not sep or not begin.isdigit() or not end.isdigit():
+        if not sep or not begin.isdecimal() or not end.isdecimal():
             raise DataError(f"{where}: answer_range {text!r} is not start:end[~!~start:end...]")
         out.append((int(begin), int(end)))
     return out
@@ -98,15 +99,15 @@ def _read_gold_csv(path: Path) -> list[QAExample]:
 
 def _valid_spans(label: dict[str, Any], where: str) -> list[tuple[int, int]] | None:
     """Distinct spans of a QA-SRL Bank question label, or ``None`` if most judgments call it invalid."""
-    judgments = label.get("answerJudgments", [])
-    valid = [j for j in judgments if j.get("isValid")]
+    judgments = typed(typed(label, dict, "question label", where).get("answerJudgments", []), list, "answerJudgments", where)
+    valid = [j for j in judgments if typed(j, dict, "answer judgment", where).get("isValid")]
     if 2 * len(valid) <= len(judgments):
         return None
     spans = []
     for j in valid:
         for span in j.get("spans") or []:
-            if not (isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span)):
-                raise DataError(f"{where}: span {span!r} is not [start, end]")
+            if not (isinstance(span, list) and len(span) == 2 and all(is_int(x) for x in span)):
+                raise DataError(f"{where}: span {span!r:.80} is not [start, end]")
             spans.append((span[0], span[1]))
     return list(dict.fromkeys(spans))
 
@@ -120,7 +121,9 @@ def _read_bank_jsonl(path: Path) -> list[QAExample]:
         if not isinstance(tokens, list) or not isinstance(verbs, dict):
             raise DataError(f"{where}: expected 'sentenceTokens' (list) and 'verbEntries' (object)")
         for v_idx, entry in verbs.items():
-            for question, label in entry.get("questionLabels", {}).items():
+            labels = typed(typed(entry, dict, f"verb entry {v_idx}", where).get("questionLabels", {}), dict,
+                           f"verb {v_idx} questionLabels", where)
+            for question, label in labels.items():
                 q_where = f"{where} verb {v_idx} question {question!r}"
                 spans = _valid_spans(label, q_where)
                 if spans:
@@ -148,8 +151,8 @@ def question_text(question: Any, where: str) -> str:
 
 def _hub_range(tokens: Sequence[str], rng: Sequence[int], answer: str | None, where: str) -> tuple[int, int]:
     """An end-exclusive range from a hub range, deciding the end convention by the answer string."""
-    if not (len(rng) == 2 and all(isinstance(x, int) for x in rng)):
-        raise DataError(f"{where}: answer range {rng!r} is not [start, end]")
+    if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(is_int(x) for x in rng)):
+        raise DataError(f"{where}: answer range {rng!r:.80} is not [start, end]")
     begin, end = rng
     if answer is None or " ".join(tokens[begin:end]) == answer:
         return begin, end
@@ -167,7 +170,7 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
         if not isinstance(rec.get("sentence"), str) or not isinstance(rec.get("answer_ranges"), list):
             raise DataError(f"{row_where}: expected a 'sentence' string and an 'answer_ranges' list (has {sorted(rec)})")
         ranges, answers = rec["answer_ranges"], rec.get("answers")
-        if answers is not None and len(answers) != len(ranges):
+        if answers is not None and len(str_list(answers, "answers", row_where)) != len(ranges):
             raise DataError(f"{row_where}: {len(ranges)} answer ranges but {len(answers)} answers")
         if not ranges:
             continue

@@ -25,7 +25,7 @@ from typing import Any
 from road_repro.data.mrqa import load_mrqa
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
-from road_repro.data.sets.formats import answer_at, hub_row, open_text, unique_answers
+from road_repro.data.sets.formats import answer_at, hub_row, open_text, str_list, typed, unique_answers
 from road_repro.errors import DataError
 
 PLACEHOLDER = "XXX"
@@ -69,7 +69,9 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
         missing = [k for k in ("question", "subject", "context", "answers") if k not in rec]
         if missing:
             raise DataError(f"{row_where}: missing field(s) {missing} (has {sorted(rec)})")
-        out.append(relation_example(f"qa_zre-{row}", rec["question"], rec["subject"], rec["context"], rec["answers"], row_where))
+        template, subject, context = (typed(rec[k], str, k, row_where) for k in ("question", "subject", "context"))
+        answers = str_list(rec["answers"], "answers", row_where)
+        out.append(relation_example(f"qa_zre-{row}", template, subject, context, answers, row_where))
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
-from road_repro.data.sets.formats import answer_at, hub_row, read_json, unique_answers
+from road_repro.data.sets.formats import answer_at, hub_row, is_int, read_json, str_list, typed, unique_answers
 from road_repro.errors import DataError
 
 CANNOTANSWER = "CANNOTANSWER"
@@ -67,20 +67,31 @@ def from_file(path: Path) -> list[QAExample]:
         raise DataError(f"{path}: expected an official QuAC JSON object with a 'data' list")
     out = []
     for s_i, section in enumerate(data["data"]):
+        where_s = f"{path}: data[{s_i}]"
+        section = typed(section, dict, "section", where_s)
         title = str(section.get("title", ""))
-        for p_i, para in enumerate(section.get("paragraphs", [])):
-            where_p = f"{path}: data[{s_i}].paragraphs[{p_i}]"
-            if not isinstance(para.get("context"), str):
+        for p_i, para in enumerate(typed(section.get("paragraphs", []), list, "paragraphs", where_s)):
+            where_p = f"{where_s}.paragraphs[{p_i}]"
+            if not isinstance(para, dict) or not isinstance(para.get("context"), str):
                 raise DataError(f"{where_p}: missing 'context' string")
             context = strip_cannotanswer(para["context"])
-            for q_i, qa in enumerate(para.get("qas", [])):
+            for q_i, qa in enumerate(typed(para.get("qas", []), list, "qas", where_p)):
                 where = f"{where_p}.qas[{q_i}]"
-                if "orig_answer" not in qa or "question" not in qa:
-                    raise DataError(f"{where}: missing 'question' or 'orig_answer'")
-                others = [_span(a, where) for a in qa.get("answers", [])]
+                if not isinstance(qa, dict) or "orig_answer" not in qa or not isinstance(qa.get("question"), str):
+                    raise DataError(f"{where}: missing 'question' string or 'orig_answer'")
+                others = [_span(a, where) for a in typed(qa.get("answers", []), list, "answers", where)]
                 out.append(turn_example(str(qa.get("id", f"{p_i}-{q_i}")), qa["question"], _span(qa["orig_answer"], where),
                                         others, context, title, where))
     return out
+
+
+def _turn_spans(texts: Any, starts: Any, where: str) -> list[Span]:
+    """``(text, start)`` pairs of one turn from parallel hub lists (strings and integers of one length)."""
+    if not isinstance(starts, list) or len(str_list(texts, "answer texts", where)) != len(starts):
+        raise DataError(f"{where}: answer texts {texts!r:.80} and answer_starts {starts!r:.80} are not parallel lists")
+    if not all(is_int(s) for s in starts):
+        raise DataError(f"{where}: answer_starts {starts!r:.80} should be integers")
+    return list(zip(texts, starts))
 
 
 def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
@@ -89,20 +100,23 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
     for i, rec in enumerate(records):
         row_where = f"{where} row {hub_row(rec, i)}"
         try:
-            context = strip_cannotanswer(rec["context"])
+            context = strip_cannotanswer(typed(rec["context"], str, "context", row_where))
             turn_ids, questions = rec["turn_ids"], rec["questions"]
             orig_texts, orig_starts = rec["orig_answers"]["texts"], rec["orig_answers"]["answer_starts"]
             texts, starts = rec["answers"]["texts"], rec["answers"]["answer_starts"]
         except (KeyError, TypeError) as exc:
             raise DataError(f"{row_where}: not a QuAC hub row ({type(exc).__name__}: {exc})") from exc
-        lengths = {len(turn_ids), len(questions), len(orig_texts), len(orig_starts), len(texts), len(starts)}
-        if len(lengths) != 1:
-            raise DataError(f"{row_where}: per-turn lists have different lengths")
+        per_turn = (turn_ids, questions, orig_texts, orig_starts, texts, starts)
+        if not all(isinstance(x, list) for x in per_turn) or len({len(x) for x in per_turn}) != 1:
+            raise DataError(f"{row_where}: per-turn fields are not lists of one length")
+        str_list(turn_ids, "turn_ids", row_where)
+        str_list(questions, "questions", row_where)
         title = str(rec.get("wikipedia_page_title", ""))
         for t in range(len(turn_ids)):
             turn_where = f"{row_where} turn {turn_ids[t]!r}"
-            others = list(zip(texts[t], starts[t]))
-            out.append(turn_example(turn_ids[t], questions[t], (orig_texts[t], orig_starts[t]), others, context, title, turn_where))
+            (orig,) = _turn_spans([orig_texts[t]], [orig_starts[t]], turn_where)
+            others = _turn_spans(texts[t], starts[t], turn_where)
+            out.append(turn_example(turn_ids[t], questions[t], orig, others, context, title, turn_where))
     return out
 
 

@@ -27,7 +27,15 @@ from typing import Any
 from road_repro.data.mrqa import load_mrqa
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
-from road_repro.data.sets.formats import MRQA_HUB, OpenQuestion, answer_at, mrqa_hub_examples, read_json, unique_answers
+from road_repro.data.sets.formats import (
+    MRQA_HUB,
+    OpenQuestion,
+    answer_at,
+    mrqa_hub_examples,
+    read_json,
+    typed,
+    unique_answers,
+)
 from road_repro.errors import DataError
 
 SUBSET = "TriviaQA-web"
@@ -46,7 +54,7 @@ def _official_items(path: Path) -> list[tuple[str, dict[str, Any]]]:
     items = data.get("Data") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise DataError(f"{path}: expected an official TriviaQA JSON object with a 'Data' list")
-    return [(f"{path}: Data[{i}]", item) for i, item in enumerate(items)]
+    return [(f"{path}: Data[{i}]", typed(item, dict, "entry", f"{path}: Data[{i}]")) for i, item in enumerate(items)]
 
 
 def _answer_strings(item: dict[str, Any], where: str) -> tuple[str, ...]:
@@ -54,7 +62,7 @@ def _answer_strings(item: dict[str, Any], where: str) -> tuple[str, ...]:
     answer = item.get("Answer")
     if not isinstance(answer, dict):
         raise DataError(f"{where}: question {item.get('QuestionId')!r} has no 'Answer' object")
-    strings = [answer.get("Value", ""), *answer.get("Aliases", [])]
+    strings = [answer.get("Value", ""), *typed(answer.get("Aliases", []), list, "Answer.Aliases", where)]
     return tuple(dict.fromkeys(s for s in strings if isinstance(s, str) and s.strip()))
 
 
@@ -77,12 +85,15 @@ def read_triviaqa_questions(path: Path) -> list[OpenQuestion]:
 
 def _document_example(qid: str, question: str, answers: tuple[str, ...], doc_path: Path, where: str) -> QAExample | None:
     """The example of one evidence document, or ``None`` if no answer string occurs in it."""
-    if not doc_path.is_file():
+    if "\x00" in str(doc_path) or not doc_path.is_file():
         raise DataError(
             f"{where}: evidence file {doc_path} not found; the official TriviaQA JSON keeps its contexts in "
             "separate evidence files (evidence/wikipedia, evidence/web)"
         )
-    context = doc_path.read_text(encoding="utf-8")
+    try:
+        context = doc_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: cannot read evidence file {doc_path} as UTF-8 text: {exc}") from exc
     found = [answer_at(context, a, where) for a in answers if a in context]
     if not found:
         return None
@@ -99,7 +110,7 @@ def load_triviaqa_json(path: Path, evidence_dir: Path | None = None) -> list[QAE
         qid, question = _question(item, where)
         answers = _answer_strings(item, where)
         for key, folder in EVIDENCE_KINDS:
-            for doc in item.get(key, []):
+            for doc in typed(item.get(key, []), list, key, where):
                 filename = doc.get("Filename") if isinstance(doc, dict) else None
                 if not isinstance(filename, str):
                     raise DataError(f"{where}: an entry of {key} has no 'Filename'")

@@ -1,0 +1,1 @@
+"""Reliability: kill and resume, concurrent runs, malformed input, safe loading."""

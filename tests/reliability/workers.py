@@ -1,0 +1,128 @@
+"""Process targets for the reliability tests: a tiny smoke finetune stage, and an atomic write that hangs.
+
+The tests start these in processes forked by a multiprocessing *forkserver* that imported this module
+(and with it torch, transformers and road_repro) once, so that each killed-and-restarted run costs a fork
+instead of a ~10 s interpreter start. Run by hand, ``python tests/reliability/workers.py RUNS_DIR [SEED]``
+runs the stage once in a fresh interpreter (the tests' uninterrupted reference run).
+
+:func:`run_stage` appends JSON lines to an optional ``events`` file: ``{"pid", "started"}``, then one
+``{"pid", "resumed_from"}`` per training run (the checkpoint step it resumed from, ``null`` for a fresh
+start; recorded by wrapping :func:`road_repro.train.loop.load_latest`), then ``{"pid", "finished",
+"run_id"}`` or ``{"pid", "error"}`` with the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from multiprocessing.context import ForkServerContext
+from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from road_repro.config import load_profile
+from road_repro.errors import TrainingInterrupted
+from road_repro.experiments.stages import Experiment
+from road_repro.io import atomic_write
+from road_repro.train import loop
+
+#: Exit status of a run that SIGTERM stopped cleanly (checkpoint saved, TrainingInterrupted raised).
+INTERRUPTED_EXIT = 3
+#: Exit status of a run that failed with any other exception (its traceback is in the events file).
+ERROR_EXIT = 4
+#: Seconds the tests wait for a worker before failing (generous: the CPU may be shared).
+TIMEOUT_S = 180
+
+#: Settings that make the smoke finetune tiny: 48 training questions in batches of 8 for 3 epochs
+#: (18 optimizer steps), 16 dev questions, a checkpoint after every optimizer step.
+OVERRIDES = (
+    "models.large.warm_start=null",
+    "tasks.squad_v2.train.limit=48",
+    "tasks.squad_v2.dev.limit=16",
+    "finetune.batch_size=8",
+    "finetune.eval_batch_size=16",
+    "finetune.epochs=3",
+    "runtime.checkpoint_every=1",
+    "runtime.progress=false",
+    "runtime.device=cpu",
+)
+
+
+def forkserver_context() -> ForkServerContext:
+    """The multiprocessing context whose server process preloads this module (and torch with it)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def read_events(events: Path) -> list[dict[str, Any]]:
+    """The events written so far (none if the file does not exist yet)."""
+    if not events.exists():
+        return []
+    return [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+
+
+def _append(events: Path | None, event: dict[str, Any]) -> None:
+    """Append one event line (a single small ``write`` in append mode, so concurrent writers do not interleave)."""
+    if events is not None:
+        with open(events, "a") as fh:
+            fh.write(json.dumps({"pid": os.getpid(), **event}) + "\n")
+
+
+def _record_resumes(events: Path) -> None:
+    """Wrap the loop's ``load_latest`` so that every training run logs the step it resumed from."""
+    load_latest = loop.load_latest
+
+    def load_and_record(folder: Path, model: torch.nn.Module) -> dict[str, Any] | None:
+        state = load_latest(folder, model)
+        _append(events, {"resumed_from": None if state is None else int(state["step"])})
+        return state
+
+    loop.load_latest = load_and_record
+
+
+def run_stage(runs_dir: str, seed: int, events: str | None = None, start: Barrier | None = None) -> None:
+    """Run the tiny finetune stage into ``runs_dir``; exit with :data:`INTERRUPTED_EXIT` on SIGTERM.
+
+    One intra-op thread, so that every process (whatever the machine) does the same float arithmetic
+    and results can be compared bit for bit. ``start`` (a barrier) lines up concurrent callers.
+    """
+    torch.set_num_threads(1)
+    log = Path(events) if events else None
+    if log is not None:
+        _record_resumes(log)
+    if start is not None:
+        start.wait()
+    _append(log, {"started": time.time()})
+    experiment = Experiment(load_profile("smoke", OVERRIDES), Path(runs_dir), progress=False)
+    try:
+        run = experiment.finetune("squad_v2", "large", seed)
+    except TrainingInterrupted:
+        sys.exit(INTERRUPTED_EXIT)
+    except Exception:
+        _append(log, {"error": traceback.format_exc()})
+        sys.exit(ERROR_EXIT)
+    _append(log, {"finished": time.time(), "run_id": run.run_id})
+
+
+def hang_in_atomic_write(path: str, partial: str, written: Event) -> None:
+    """Start an atomic write of ``path``, write ``partial`` to its temporary file, signal, and hang (to be killed)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(partial)
+            fh.flush()
+            written.set()
+            time.sleep(600)
+
+    atomic_write(Path(path), write)
+
+
+if __name__ == "__main__":
+    run_stage(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)

@@ -55,7 +55,7 @@ from road_repro.errors import ConfigError, DataError
 from road_repro.io import atomic_write_csv
 from road_repro.models.encoder import TINY_PRESETS, load_tokenizer
 from road_repro.models.model import HeadKinds, RoadModel, build_model
-from road_repro.train.loop import LossFn, Pass, StepSource, resolve_device, resolve_precision, train
+from road_repro.train.loop import MODEL_INPUTS, LossFn, Pass, StepSource, resolve_device, resolve_precision, train
 
 #: Environment variable naming the real-data folder (as in the tests); else ``<repo>/../shared/data``.
 SHARED_DATA_ENV = "ROAD_SHARED_DATA"
@@ -63,7 +63,9 @@ DATA_CHOICES = ("auto", "synthetic", "shared")
 #: Minimum width of the printed tables (rich would squeeze them to 80 columns when output is piped).
 TABLE_WIDTH = 150
 #: Encoder inputs whose second dimension is the sequence (trimmed together by :func:`trim_padding`).
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "offsets", "teacher_start_logits", "teacher_end_logits")
+SEQUENCE_KEYS = (
+    "input_ids", "attention_mask", "token_type_ids", "offsets", "teacher_start_logits", "teacher_end_logits",
+)
 
 
 # -- settings ------------------------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ class BenchSettings:
     device: str = "auto"
     model: str | None = None  # tiny | tiny-large | tiny-base | minilm | a HF id; None: tiny on CPU, minilm on CUDA
     data: str = "auto"  # auto: the shared real data when present, else synthetic
-    repeats: int | None = None  # None: 1 with quick, 3 otherwise
+    repeats: int | None = None  # None: 1 with quick, 5 otherwise
     seed: int = 0
     threads: int | None = None  # torch CPU threads; None: 1 on CPU (see bench_threads), torch's default on CUDA
 
@@ -96,7 +98,7 @@ class BenchSettings:
 
     @property
     def n_repeats(self) -> int:
-        return self.repeats if self.repeats is not None else (1 if self.quick else 3)
+        return self.repeats if self.repeats is not None else (1 if self.quick else 5)
 
     @property
     def model_name(self) -> str:
@@ -124,7 +126,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--model", default=None, help="tiny preset name or HF model (default: tiny on CPU, minilm on CUDA)")
     p.add_argument("--data", default="auto", choices=DATA_CHOICES, help="real shared data when present, or synthetic")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per configuration (median kept)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved repeats per configuration; the fastest is reported (default 5, 1 with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on CPU)")
     return p
@@ -255,7 +258,7 @@ def qa_training_features(
     examples, data = qa_examples(settings, n)
     feats = qa_features(examples, tokenizer_for(settings), max_seq_length=length, doc_stride=doc_stride,
                         max_query_length=max_query_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions") if k in feats]
+    keys = [k for k in (*MODEL_INPUTS, "start_positions", "end_positions") if k in feats]
     return truncate_rows({k: feats[k] for k in keys}, batch_size), data
 
 
@@ -377,7 +380,12 @@ class Measurement:
 
 
 def summarize(
-    marks: Mapping[int, float], stats: Mapping[int, BatchStats], warmup: int, total: int, peak_mem_mb: float, mem_kind: str
+    marks: Mapping[int, float],
+    stats: Mapping[int, BatchStats],
+    warmup: int,
+    total: int,
+    peak_mem_mb: float,
+    mem_kind: str,
 ) -> Measurement:
     """Rates over steps ``warmup .. total-1``: ``marks[s]`` is when step ``s`` began (``marks[total]``: the end)."""
     if not 1 <= warmup < total:
@@ -477,7 +485,13 @@ class TimedSource:
 
 
 def measure_loop(
-    model: RoadModel, source: StepSource, loss_fn: LossFn, total: int, warmup: int, batch_size: int, settings: BenchSettings
+    model: RoadModel,
+    source: StepSource,
+    loss_fn: LossFn,
+    total: int,
+    warmup: int,
+    batch_size: int,
+    settings: BenchSettings,
 ) -> Measurement:
     """Train ``model`` with our loop for ``total`` steps and time the steps after ``warmup``."""
     device = settings.torch_device

@@ -26,9 +26,10 @@ loss as our loop out) with its default optimizer implementation. Goals (reported
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ from benchmarks.common import (
     PeakMemory,
     autocast_dtype,
     batch_stats,
+    benchmark_process,
     build,
     context_columns,
     fresh,
@@ -68,7 +70,6 @@ from benchmarks.common import (
     summarize,
     summary_row,
     sync,
-    benchmark_process,
     tokenizer_for,
     trim_padding,
     truncate_rows,
@@ -134,7 +135,7 @@ def pair_inputs(settings: BenchSettings, sizes: Sizes) -> TaskInputs:
     examples, data = pair_examples(settings, sizes.pair_examples)
     feats = truncate_rows(pair_features(examples, tok, max_seq_length=sizes.pair_length), sizes.pair_batch_size)
     keys = tuple(k for k in ("input_ids", "token_type_ids", "labels") if k in feats)
-    rows = [dict(zip(keys, values)) for values in zip(*(feats[k] for k in keys))]
+    rows = [dict(zip(keys, values, strict=True)) for values in zip(*(feats[k] for k in keys), strict=True)]
     padded = pad_pairs(feats, tok, sizes.pair_length)
     return TaskInputs("mnli_pairs", "nli", 3, data, sizes.pair_batch_size, padded, rows, keys)
 
@@ -224,7 +225,9 @@ class CountingCollator:
         return batch
 
 
-def trainer_args(out_dir: str, settings: BenchSettings, total: int, batch_size: int, grouped: bool) -> TrainingArguments:
+def trainer_args(
+    out_dir: str, settings: BenchSettings, total: int, batch_size: int, grouped: bool
+) -> TrainingArguments:
     """TrainingArguments with our optimizer values; everything about batching left at the scripts' defaults."""
     optim = optim_config(batch_size)
     dtype = autocast_dtype(settings)
@@ -253,9 +256,10 @@ def measure_trainer(
         collator = CountingCollator(default_data_collator)
     clock = StepClock(settings.torch_device)
     with tempfile.TemporaryDirectory() as out_dir:
+        args = trainer_args(out_dir, settings, total, inputs.batch_size, dynamic)
         trainer = Trainer(
-            model=TrainerModel(model, inputs.head), args=trainer_args(out_dir, settings, total, inputs.batch_size, dynamic),
-            train_dataset=dataset, data_collator=collator, processing_class=tok, callbacks=[clock],
+            model=TrainerModel(model, inputs.head), args=args, train_dataset=dataset, data_collator=collator,
+            processing_class=tok, callbacks=[clock],
         )
         trainer.remove_callback(PrinterCallback)  # it prints the end-of-training metrics dict
         with PeakMemory(settings.torch_device) as mem:
@@ -297,19 +301,32 @@ def add_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_task(g) for _, g in frame.groupby("task", sort=False)], ignore_index=True)
 
 
-def run(settings: BenchSettings) -> pd.DataFrame:
-    """Both tasks; returns the tidy frame (one row per task and configuration)."""
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence transformers' warnings and datasets' progress bars for the block, then restore both."""
+    verbosity, bars_on = transformers.logging.get_verbosity(), datasets.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars_on:
+            datasets.enable_progress_bars()
+
+
+def run(settings: BenchSettings) -> pd.DataFrame:
+    """Both tasks; returns the tidy frame (one row per task and configuration)."""
     sizes = QUICK if settings.quick else FULL
-    with benchmark_process(settings):
+    with benchmark_process(settings), quiet_libraries():
         frames = [bench_task(make(settings, sizes), settings, sizes.warmup) for make in (pair_inputs, qa_inputs)]
     return pd.concat(frames, ignore_index=True)
 
 
-def report(frame: pd.DataFrame, settings: BenchSettings, columns: Sequence[str] = COLUMNS) -> None:
+def report(frame: pd.DataFrame, settings: BenchSettings) -> None:
+    """Write the CSV and print the table."""
     write_csv(frame, settings.out, NAME)
-    print_table(f"Finetuning throughput: our loop vs transformers.Trainer ({frame['machine'].iloc[0]})", frame, columns)
+    print_table(f"Finetuning throughput: our loop vs transformers.Trainer ({frame['machine'].iloc[0]})", frame, COLUMNS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -25,13 +25,13 @@ from transformers import ElectraConfig, ElectraModel
 from benchmarks.common import (
     BenchSettings,
     autocast_dtype,
+    benchmark_process,
     context_columns,
     measure_loop,
     parser,
     print_table,
     settings_from_args,
     summary_row,
-    benchmark_process,
     write_csv,
 )
 from road_repro.models.model import RoadModel
@@ -106,6 +106,7 @@ def random_source(vocab_size: int, batch_size: int, seq_len: int, seed: int) -> 
 
 
 def loss_fn(out: dict[str, torch.Tensor], p: Pass, progress: float) -> dict[str, torch.Tensor]:
+    """Span cross-entropy (random labels: only the cost matters here)."""
     return pass_losses(Objective(), out, p.batch, progress)
 
 
@@ -149,6 +150,7 @@ def run(settings: BenchSettings, peak_override: float | None = None) -> pd.DataF
 
 
 def report(frame: pd.DataFrame | None, settings: BenchSettings) -> None:
+    """Write the CSV and print the table (nothing when the benchmark was skipped)."""
     if frame is None:
         return
     write_csv(frame, settings.out, NAME)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from benchmarks.common import (
     BenchSettings,
+    benchmark_process,
     build,
     context_columns,
     fresh,
@@ -34,7 +35,6 @@ from benchmarks.common import (
     qa_training_features,
     settings_from_args,
     summary_row,
-    benchmark_process,
     write_csv,
 )
 from road_repro.distill import mean_teacher_logits
@@ -65,7 +65,9 @@ FULL = Sizes(batch_size=16, qa_examples=160, warmup=2, steps=6)
 QUICK = Sizes(batch_size=4, qa_examples=12, warmup=1, steps=3, length=128, doc_stride=32)
 
 
-def cached_targets(teachers: Sequence[RoadModel], features: dict[str, Tensor], settings: BenchSettings) -> dict[str, Tensor]:
+def cached_targets(
+    teachers: Sequence[RoadModel], features: dict[str, Tensor], settings: BenchSettings
+) -> dict[str, Tensor]:
     """What the soft-target cache holds for a mean-of-teachers student: each row's averaged teacher logits."""
     device = settings.torch_device
     outs = [predict(t, features, HEAD, 64, device, settings.precision) for t in teachers]
@@ -95,6 +97,7 @@ def online_loss(teachers: Sequence[RoadModel]) -> LossFn:
 
 
 def source(features: dict[str, Tensor], batch_size: int, seed: int) -> Callable[[int], list[Pass]]:
+    """Fixed-length windows in shuffled epochs, as the finetune stage trains on them."""
     batches = EpochBatches(len(features["input_ids"]), batch_size, seed)
     return lambda step: [Pass(HEAD, "squad", {k: v[batches(step)] for k, v in features.items()})]
 
@@ -111,19 +114,21 @@ def run(settings: BenchSettings) -> pd.DataFrame:
         runs = {
             "ce": lambda: measure_loop(fresh(student), source(features, bs, settings.seed), ce_loss, total,
                                        sizes.warmup, bs, settings),
-            "kd_cached": lambda: measure_loop(fresh(student), source(with_targets, bs, settings.seed), cached_kd_loss, total,
-                                              sizes.warmup, bs, settings),
+            "kd_cached": lambda: measure_loop(fresh(student), source(with_targets, bs, settings.seed), cached_kd_loss,
+                                              total, sizes.warmup, bs, settings),
             "kd_online_3": lambda: measure_loop(fresh(student), source(features, bs, settings.seed),
                                                 online_loss(teachers), total, sizes.warmup, bs, settings),
         }
         results = interleaved(runs, settings.n_repeats)
-    frame = pd.DataFrame([{"task": "squad_qa", "config": name, "batch_size": bs, "teachers": N_TEACHERS if name != "ce" else 0,
-                           **summary_row(results[name])} for name in CONFIGS])
+    frame = pd.DataFrame([{"task": "squad_qa", "config": name, "batch_size": bs,
+                           "teachers": N_TEACHERS if name != "ce" else 0, **summary_row(results[name])}
+                          for name in CONFIGS])
     ce_ms = frame.set_index("config").loc["ce", "step_ms"]
     return frame.assign(cost_vs_ce=frame["step_ms"] / ce_ms, **context_columns(settings, data))
 
 
 def report(frame: pd.DataFrame, settings: BenchSettings) -> None:
+    """Write the CSV and print the table."""
     write_csv(frame, settings.out, NAME)
     print_table(f"Cost of KD per step, span QA ({frame['machine'].iloc[0]})", frame, COLUMNS)
 

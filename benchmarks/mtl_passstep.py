@@ -20,6 +20,7 @@ from torch import Tensor
 
 from benchmarks.common import (
     BenchSettings,
+    benchmark_process,
     build,
     context_columns,
     fresh,
@@ -30,7 +31,6 @@ from benchmarks.common import (
     print_table,
     settings_from_args,
     summary_row,
-    benchmark_process,
     tokenizer_for,
     write_csv,
 )
@@ -39,7 +39,7 @@ from road_repro.data.mixing import RoadSampler
 from road_repro.data.schema import LABELS
 from road_repro.data.synthetic import synthetic_squad
 from road_repro.data.synthetic_tasks import synthetic_nli, synthetic_paraphrase, synthetic_sentiment
-from road_repro.train.loop import Pass
+from road_repro.train.loop import MODEL_INPUTS, Pass
 from road_repro.train.objectives import Objective, pass_losses
 
 NAME = "mtl_passstep"
@@ -78,17 +78,19 @@ def dataset_features(settings: BenchSettings, sizes: Sizes) -> dict[str, dict[st
         if task == "mrc":
             feats = qa_features(examples, tok, max_seq_length=sizes.length, doc_stride=sizes.doc_stride,
                                 max_query_length=sizes.max_query_length)
-            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
-                    if k in feats]
+            keys = [k for k in (*MODEL_INPUTS, "start_positions", "end_positions") if k in feats]
             out[name] = {k: feats[k] for k in keys}
         else:
             out[name] = pad_pairs(pair_features(examples, tok, max_seq_length=sizes.length), tok, sizes.length)
     return out
 
 
-def source(data: dict[str, dict[str, Tensor]], global_batch: int, pass_step: int, seed: int) -> Callable[[int], list[Pass]]:
+def source(
+    data: dict[str, dict[str, Tensor]], global_batch: int, pass_step: int, seed: int
+) -> Callable[[int], list[Pass]]:
     """ROaD's passes: ``pass_step`` per step, each ``global_batch // pass_step`` rows of a drawn dataset."""
-    sampler = RoadSampler({name: len(feats["input_ids"]) for name, feats in data.items()}, global_batch, pass_step, seed)
+    sizes = {name: len(feats["input_ids"]) for name, feats in data.items()}
+    sampler = RoadSampler(sizes, global_batch, pass_step, seed)
 
     def passes(step: int) -> list[Pass]:
         return [Pass(DATASETS[d.dataset][0], d.dataset, {k: v[d.indices] for k, v in data[d.dataset].items()})
@@ -98,6 +100,7 @@ def source(data: dict[str, dict[str, Tensor]], global_batch: int, pass_step: int
 
 
 def loss_fn(out: dict[str, Tensor], p: Pass, progress: float) -> dict[str, Tensor]:
+    """Cross-entropy for whichever head the pass trains (span or classification)."""
     return pass_losses(Objective(), out, p.batch, progress)
 
 
@@ -121,6 +124,7 @@ def run(settings: BenchSettings) -> pd.DataFrame:
 
 
 def report(frame: pd.DataFrame, settings: BenchSettings) -> None:
+    """Write the CSV and print the table."""
     write_csv(frame, settings.out, NAME)
     print_table(f"ROaD MTL step throughput vs pass_step, global batch {frame['global_batch'].iloc[0]} "
                 f"({frame['machine'].iloc[0]})", frame, COLUMNS)

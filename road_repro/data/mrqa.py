@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,7 +27,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
             yield from enumerate(fh, start=1)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:  # unreadable, truncated, corrupt gzip
         raise DataError(f"{path}: cannot read MRQA file: {exc}") from exc
 
 

@@ -178,6 +178,6 @@ _register("synthetic_sentiment", "sentiment", lambda n, seed, split: synthetic_s
 _register("synthetic_paraphrase", "paraphrase", lambda n, seed, split: synthetic_paraphrase(n, seed), "synonym-verb question pairs")
 _register("synthetic_squad", "mrc", lambda n, seed, split: synthetic_squad(n, seed, split=split), "SQuAD-2.0-style facts, half unanswerable")
 _register(
-    "synthetic_squad_warmup", "mrc", lambda n, seed, split: synthetic_squad(n, seed + 1000, n_facts=2, split=split),
-    "two-fact SQuAD-2.0-style stream, disjoint from synthetic_squad, for warm-starting tiny encoders",
+    "synthetic_squad_warmup", "mrc", lambda n, seed, split: synthetic_squad(n, seed + 1000, n_facts=1, split=split),
+    "one-fact SQuAD-2.0-style stream, disjoint from synthetic_squad, for warm-starting tiny encoders",
 )

@@ -35,7 +35,8 @@ EXPECTED_COLUMNS = {
     "finetune_vs_trainer": {"task", "config", "examples_per_s", "tokens_per_s", "pad_fraction", "step_ms",
                             "peak_mem_mb", "vs_trainer_default", "vs_trainer_best", "machine", "model", "data"},
     "kd_cost": {"config", "examples_per_s", "step_ms", "cost_vs_ce", "peak_mem_mb", "machine"},
-    "mtl_passstep": {"pass_step", "pass_size", "global_batch", "examples_per_s", "step_ms", "vs_pass_step_1", "machine"},
+    "mtl_passstep": {"pass_step", "pass_size", "global_batch", "examples_per_s", "step_ms", "vs_pass_step_1",
+                     "machine"},
     "summary": {"measure", "value", "goal", "meets_goal"},
 }
 POSITIVE = ("examples_per_s", "tokens_per_s", "step_ms", "vs_trainer_default", "vs_trainer_best", "cost_vs_ce",
@@ -69,7 +70,8 @@ def test_quick_run_counts_every_example_of_every_step(quick_run: tuple[Path, str
     """examples/s x s/step = the batch each step trained on, for our loop and the Trainer alike: the clocks and
     the batch records of both line up step for step."""
     out = quick_run[0]
-    for name, batch in (("finetune_vs_trainer", "batch_size"), ("kd_cost", "batch_size"), ("mtl_passstep", "global_batch")):
+    batch_columns = {"finetune_vs_trainer": "batch_size", "kd_cost": "batch_size", "mtl_passstep": "global_batch"}
+    for name, batch in batch_columns.items():
         frame = pd.read_csv(out / f"{name}.csv")
         per_step = frame["examples_per_s"] * frame["step_ms"] / 1000
         assert per_step.round(6).tolist() == frame[batch].astype(float).tolist(), name

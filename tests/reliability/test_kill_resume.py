@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import cached_property
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -50,7 +51,9 @@ class Reference:
         self._proc = subprocess.Popen([sys.executable, workers.__file__, str(runs), str(SEED)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
+    @cached_property
     def run_dir(self) -> Path:
+        """The finished run folder (waits for the run the first time)."""
         out, _ = self._proc.communicate(timeout=TIMEOUT_S)
         assert self._proc.returncode == 0, f"reference run failed:\n{out}"
         return finished_run(self.runs)
@@ -139,7 +142,7 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(forkserver, refere
     finish(start(forkserver, runs, events), events)
     context = f"ROAD_KILL_SEED={KILL_SEED}, events: {workers.read_events(events)}"
     assert resumes(events) == expected, context
-    assert not differences(finished_run(runs), reference.run_dir()), context
+    assert not differences(finished_run(runs), reference.run_dir), context
     assert not list(runs.glob("**/.*.tmp*")), "temporary files left in a finished run"
 
 
@@ -157,7 +160,7 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes_identically(forkse
     assert not list(runs.glob("finetune-*/DONE")), "an interrupted run must not be marked done"
     finish(start(forkserver, runs, events), events)
     assert resumes(events) == [None, stopped_at], context
-    assert not differences(finished_run(runs), reference.run_dir()), context
+    assert not differences(finished_run(runs), reference.run_dir), context
 
 
 def test_torn_newest_checkpoint_falls_back_to_the_previous_one(forkserver, reference, tmp_path):
@@ -173,4 +176,4 @@ def test_torn_newest_checkpoint_falls_back_to_the_previous_one(forkserver, refer
     finish(start(forkserver, runs, events), events)
     context = f"ROAD_KILL_SEED={KILL_SEED}, tore {torn.name} of step {newest}, events: {workers.read_events(events)}"
     assert resumes(events) == [None, previous], context
-    assert not differences(finished_run(runs), reference.run_dir()), context
+    assert not differences(finished_run(runs), reference.run_dir), context

@@ -2,8 +2,8 @@
 
 Each case writes a file in one of a dataset's local formats (or builds hub rows) from a *valid template*
 that hypothesis then mutates -- fields dropped, values replaced by values of the wrong type, empty texts,
-out-of-range offsets, bad labels, odd delimiters, random bytes -- and calls the loader exactly as the
-registry does (``get_dataset(name).from_file(path)`` / ``.from_hub(records, where)``). Every call must
+out-of-range offsets, bad labels, odd delimiters, random bytes, damaged gzip -- and calls the loader exactly
+as the registry does (``get_dataset(name).from_file(path)`` / ``.from_hub(records, where)``). Every call must
 either return valid examples or raise :class:`~road_repro.errors.RoadError` (DataError / ConfigError);
 any other exception type fails the test with hypothesis's shrunk example. The unmutated templates are
 checked to load, so the fuzzing starts from inputs that reach the deepest code.
@@ -98,19 +98,30 @@ def mutated_rows(draw: Callable, rows: list[list[str]]) -> list[list[str]]:
     return out
 
 
+def damaged_gzip(payload: bytes, cut: int) -> bytes:
+    """A gzip stream of ``payload`` cut short or with one byte flipped (a truncated download, bit rot)."""
+    blob = bytearray(gzip.compress(payload))
+    at = 10 + cut % (len(blob) - 10)  # past the 10-byte header
+    if cut % 2:
+        return bytes(blob[:at])
+    blob[at] ^= 0xFF
+    return bytes(blob)
+
+
 def or_bytes(strategy: st.SearchStrategy) -> st.SearchStrategy:
-    """``strategy`` or, now and then, random bytes in place of the whole file."""
-    return strategy | st.binary(max_size=40)
+    """``strategy`` or, now and then, random bytes or a damaged gzip stream in place of the whole file."""
+    return strategy | st.binary(max_size=40) | st.builds(damaged_gzip, st.binary(max_size=40), st.integers(0, 10**6))
 
 
 # -- writers: content -> the file(s) the loader reads ------------------------------------------------------
 
 
 def _write(path: Path, content: bytes | str) -> Path:
-    """Write text or bytes, gzipped when the name ends in ``.gz``; returns ``path``."""
+    """Write text (gzipped when the name ends in ``.gz``) or raw bytes as they are; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    if isinstance(content, str):
+        content = gzip.compress(content.encode("utf-8")) if path.name.endswith(".gz") else content.encode("utf-8")
+    path.write_bytes(content)
     return path
 
 

@@ -126,3 +126,26 @@ def hang_in_atomic_write(path: str, partial: str, written: Event) -> None:
 
 if __name__ == "__main__":
     run_stage(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+
+
+#: Settings for a tiny ROaD MTL stage: 12 optimizer steps of 2 passes over four synthetic datasets.
+MTL_OVERRIDES = (
+    "models.large.warm_start=null",
+    "mtl.optim.steps=12",
+    "mtl.optim.batch_size=8",
+    "mtl.datasets.synthetic_squad_warmup.limit=40",
+    "mtl.datasets.synthetic_nli.limit=40",
+    "mtl.datasets.synthetic_sentiment.limit=40",
+    "mtl.datasets.synthetic_paraphrase.limit=40",
+    "runtime.checkpoint_every=1",
+    "runtime.progress=false",
+    "runtime.device=cpu",
+)
+
+
+def run_mtl_stage(runs_dir: str, events: str) -> None:
+    """Run the tiny ROaD MTL stage (pass_step 2) into ``runs_dir``, one thread, logging resumes to ``events``."""
+    torch.set_num_threads(1)
+    _record_resumes(Path(events))
+    experiment = Experiment(load_profile("smoke", MTL_OVERRIDES), Path(runs_dir), progress=False)
+    experiment.mtl("large", "road", pass_step=2)

@@ -62,7 +62,7 @@ def _table_context(folder: Path, meta_path: Path) -> dict:
     return {
         "name": name, "table": meta["table"], "title": meta["title"], "seeds": meta["seeds"],
         "baseline": meta.get("no_answer_baseline_f1") or {}, "prov": meta["provenance"], "seconds": meta["seconds"],
-        "finished": meta["finished"], "data": data,
+        "finished": meta["finished"], "data": data, "png": png,
         "wide": wide_view(summary, meta["evaluate"]).to_html(index=False, border=0),
         "summary": summary.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–"),
         "profile": meta["profile"],

@@ -90,6 +90,11 @@ class FeatureConfig:
     max_pair_length: int = 128  # sentence(-pair) classification, dynamically padded per batch
 
 
+#: Layer-wise LR decay conventions: "road" (top layer lr*decay) or "electra" (top layer lr*decay**2, as in
+#: ELECTRA's reference code); road_repro.train.optim documents both.
+LAYERWISE_CONVENTIONS = ("road", "electra")
+
+
 @dataclass
 class OptimConfig:
     """Optimizer and schedule (paper Table 8, finetuning column, as defaults)."""
@@ -100,6 +105,7 @@ class OptimConfig:
     batch_size: int = 32
     eval_batch_size: int = 128
     layerwise_lr_decay: float = 0.9
+    layerwise_convention: str = "road"  # one of LAYERWISE_CONVENTIONS (see road_repro.train.optim)
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     adam_eps: float = 1e-6
@@ -308,6 +314,12 @@ def validate_profile(p: ProfileConfig) -> None:
         raise ConfigError(f"finetune.layerwise_lr_decay={o.layerwise_lr_decay} must lie in (0, 1]")
     if not 0.0 <= o.warmup_ratio < 1.0:
         raise ConfigError(f"finetune.warmup_ratio={o.warmup_ratio} must lie in [0, 1)")
+    for key, optim in (("finetune", o), ("mtl.optim", p.mtl.optim)):
+        if optim.layerwise_convention not in LAYERWISE_CONVENTIONS:
+            raise ConfigError(
+                f"{key}.layerwise_convention={optim.layerwise_convention!r} must be one of "
+                f"{', '.join(LAYERWISE_CONVENTIONS)}"
+            )
     f = p.features
     if f.doc_stride >= f.max_seq_length - f.max_query_length - 3:
         raise ConfigError(

@@ -4,15 +4,16 @@ import pytest
 import torch
 
 from road_repro.config import OptimConfig
-from road_repro.train.optim import build_optimizer, linear_warmup_decay, param_depth
+from road_repro.train.optim import build_optimizer, linear_warmup_decay, param_depths
 from tests.helpers import tiny_model
 
 
 def test_param_depth_orders_embeddings_layers_heads():
-    assert param_depth("encoder.embeddings.word_embeddings.weight", 2) == 0
-    assert param_depth("encoder.encoder.layer.0.attention.self.query.weight", 2) == 1
-    assert param_depth("encoder.encoder.layer.1.output.dense.bias", 2) == 2
-    assert param_depth("heads.mrc.qa_outputs.weight", 2) == 3
+    depths = param_depths(tiny_model(), 2)
+    assert depths["encoder.embeddings.word_embeddings.weight"] == 0
+    assert depths["encoder.encoder.layer.0.attention.self.query.weight"] == 1
+    assert depths["encoder.encoder.layer.1.output.dense.bias"] == 2
+    assert depths["heads.mrc.qa_outputs.weight"] == 3
 
 
 def test_layerwise_lr_is_decay_power_of_distance_from_top():

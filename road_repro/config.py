@@ -87,6 +87,7 @@ class FeatureConfig:
     max_answer_length: int = 30
     n_best_size: int = 20
     null_score_diff_threshold: float = 0.0
+    answer_selection: str = "reference"  # SQuAD n-best over the whole window (reference) or the context only
     max_pair_length: int = 128  # sentence(-pair) classification, dynamically padded per batch
 
 
@@ -326,6 +327,8 @@ def validate_profile(p: ProfileConfig) -> None:
             f"features.doc_stride={f.doc_stride} leaves no room: it must be < max_seq_length - max_query_length - 3 "
             f"= {f.max_seq_length - f.max_query_length - 3}"
         )
+    if f.answer_selection not in ("reference", "context"):
+        raise ConfigError(f"features.answer_selection={f.answer_selection!r} must be reference or context")
     if p.runtime.precision not in ("fp32", "bf16", "fp16", "auto"):
         raise ConfigError(f"runtime.precision={p.runtime.precision!r} must be fp32, bf16, fp16 or auto")
     m_cfg = p.mtl

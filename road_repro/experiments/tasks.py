@@ -93,6 +93,7 @@ class TaskData:
             split.examples, split.features["example_index"], split.features["offsets"],
             logits["start_logits"], logits["end_logits"], n_best_size=f.n_best_size,
             max_answer_length=f.max_answer_length, null_score_diff_threshold=f.null_score_diff_threshold,
+            answer_selection=f.answer_selection,
         )
         metrics = dict(evaluate_examples(split.examples, preds, null_odds))
         return metrics, {"predictions": preds, "na_probs": null_odds}

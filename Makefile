@@ -39,7 +39,7 @@ reproduce-all: install
 	    $(VENV)/bin/torchrun --nproc_per_node $(NPROC) -m road_repro.experiments $$(basename $$nb .ipynb) \
 	      --profile $(PROFILE) --output-dir $(RESULTS) || exit 1; \
 	  fi; \
-	  $(PY) -m papermill --log-level WARNING $$nb $(RESULTS)/$(PROFILE)/notebooks/$$(basename $$nb) \
+	  $(PY) -m papermill --log-level WARNING --stderr-file /dev/stderr $$nb $(RESULTS)/$(PROFILE)/notebooks/$$(basename $$nb) \
 	    -k python3 -p profile $(PROFILE) -p output_dir $(RESULTS) || exit 1; \
 	done
 	$(PY) -m road_repro.report --profile $(PROFILE) --output-dir $(RESULTS)

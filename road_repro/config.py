@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from road_repro.data.mixing import DRAWS
 from road_repro.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ class DistillConfig:
     lam: float = 0.9
     w: float = 0.75
     n_teachers: int = 3
-    t2_scale: bool = False
+    t2_scale: bool = True  # multiply KL_T by T^2 (Hinton et al. 2015); applies to every KD term, MTL included
 
 
 def _pretrain_optim() -> "OptimConfig":
@@ -135,13 +136,18 @@ class MTLConfig:
     """Multi-task pretraining (paper 2.1, Table 1 and the pretraining column of Table 8).
 
     ``datasets`` maps each MTL dataset to its training split; ROaD shares one head per task type, MT-DNN
-    keeps one per dataset. KD during MTL (paper 2.2, Table 4) uses ``kd_temperature`` and ``kd_lam``
+    keeps one per dataset. These splits and caps are the MTL data even where a dataset's name is also a
+    finetuning task's (``mnli``, ``qqp``): the task's own split and cap never leak into MTL.
+    ``draws``: how a ROaD step's passes draw datasets, ``with_replacement`` (Algorithm 1's
+    ``random(datasets)`` per pass, the default) or ``without_replacement`` (distinct datasets within a step).
+    KD during MTL (paper 2.2, Table 4) uses ``kd_temperature`` and ``kd_lam`` (and ``distill.t2_scale``)
     with a teacher finetuned per dataset (``teacher_epochs`` epochs with the finetuning settings).
     """
 
     datasets: dict[str, SplitConfig] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=_pretrain_optim)
     pass_step: int = 4
+    draws: str = "with_replacement"
     seed: int = 1
     kd_temperature: float = 5.0
     kd_lam: float = 0.7
@@ -334,6 +340,8 @@ def validate_profile(p: ProfileConfig) -> None:
     m_cfg = p.mtl
     if m_cfg.pass_step < 1:
         raise ConfigError(f"mtl.pass_step={m_cfg.pass_step} must be >= 1")
+    if m_cfg.draws not in DRAWS:
+        raise ConfigError(f"mtl.draws={m_cfg.draws!r} must be one of {DRAWS}")
     if m_cfg.optim.batch_size % m_cfg.pass_step:
         raise ConfigError(f"mtl.pass_step={m_cfg.pass_step} does not divide mtl.optim.batch_size={m_cfg.optim.batch_size}")
     if not 0.0 <= m_cfg.kd_lam <= 1.0:

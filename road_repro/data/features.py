@@ -27,10 +27,7 @@ from transformers import PreTrainedTokenizerBase
 from road_repro.data.schema import ClassificationExample, QAExample
 from road_repro.errors import ConfigError, DataError
 
-#: Defaults of :func:`qa_features` (BERT's SQuAD settings); also the settings a fingerprint covers.
-QA_DEFAULTS: dict[str, int] = {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64}
-
-#: Bump when the feature layout or labelling changes, so cached features keyed by fingerprint go stale.
+#: Bump when the feature layout or labelling changes, so runs keyed by a features fingerprint go stale.
 FEATURES_VERSION = 1
 
 #: The position whose start/end label means "no answer in this window".
@@ -129,21 +126,26 @@ def qa_features(
     return features
 
 
-def qa_features_fingerprint(examples: list[QAExample], tokenizer: PreTrainedTokenizerBase, **settings: int) -> str:
-    """sha256 over the examples (ids, texts, answers), the tokenizer (name, class, vocab size) and the
-    :func:`qa_features` settings (defaults filled in), to key feature caches."""
-    unknown = sorted(set(settings) - set(QA_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"qa_features_fingerprint: unknown settings {unknown} (known: {sorted(QA_DEFAULTS)})")
-    digest = hashlib.sha256()
-    header = {
-        "version": FEATURES_VERSION,
-        "tokenizer": [tokenizer.name_or_path, type(tokenizer).__name__, len(tokenizer)],
-        "settings": {**QA_DEFAULTS, **settings},
-    }
-    digest.update(json.dumps(header, sort_keys=True).encode())
+def features_fingerprint(features: dict, examples: list[QAExample] | list[ClassificationExample]) -> str:
+    """sha256 over what training and scoring read: every feature (token ids, type ids, labels or span
+    positions, example index, offsets) and every example (id, texts, answers or label), plus
+    :data:`FEATURES_VERSION`. The tokenizer's *name* is not part of it, so two checkpoints that share a
+    vocabulary (ELECTRA-large and ELECTRA-base, or two copies of one tokenizer) give the same fingerprint
+    and can share per-feature soft targets, while a different vocabulary or setting gives another one."""
+    digest = hashlib.sha256(json.dumps({"version": FEATURES_VERSION}).encode())
+    for key in sorted(features):
+        value = features[key]
+        if isinstance(value, torch.Tensor):
+            array = value.contiguous().numpy()
+            digest.update(json.dumps([key, str(array.dtype), list(array.shape)]).encode())
+            digest.update(array.tobytes())
+        else:
+            digest.update(json.dumps([key, value]).encode())
     for ex in examples:
-        row = [ex.id, ex.question, ex.context, [[a.text, a.start] for a in ex.answers]]
+        if isinstance(ex, QAExample):
+            row = [ex.id, ex.question, ex.context, [[a.text, a.start] for a in ex.answers]]
+        else:
+            row = [ex.id, ex.text_a, ex.text_b, ex.label]
         digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 

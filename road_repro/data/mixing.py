@@ -5,6 +5,11 @@ Two samplers, both plugged into :func:`road_repro.train.loop.train` through its 
 * :class:`RoadSampler` -- Algorithm 1 of the paper (ROaD MTL): every step runs ``pass_step`` passes, each pass
   draws a dataset uniformly at random and takes ``batch_size // pass_step`` of its examples, so the global batch
   stays ``batch_size`` (512 in the paper) whatever ``pass_step`` is. The loop averages the passes' gradients.
+  Algorithm 1 writes the draw as ``random(datasets)`` per pass, i.e. *with replacement*: two passes of one step
+  may draw the same dataset. That is the default (``draws="with_replacement"``). The blog speaks of averaging
+  the gradient "from 4 randomly selected tasks", which can also be read as distinct tasks:
+  ``draws="without_replacement"`` takes a step's datasets from a random permutation of all datasets, so they
+  are distinct whenever ``pass_step`` <= the number of datasets (beyond that, further permutations follow).
 * :class:`MtdnnSampler` -- the MT-DNN baseline of Table 2: one dataset per step, drawn in proportion to its
   number of minibatches ``ceil(size / batch_size)``, and ``batch_size`` of its examples.
 
@@ -34,6 +39,9 @@ import torch
 from torch import Tensor
 
 from road_repro.errors import ConfigError
+
+DRAWS = ("with_replacement", "without_replacement")
+"""How a ROaD step's passes draw their datasets (see the module docstring)."""
 
 SNAPSHOT_EVERY = 1024
 """Steps between the memoised per-dataset draw counts kept for random access (a resume, an earlier step)."""
@@ -70,6 +78,19 @@ def choose(cumulative_weights: list[int], seed: int, step: int, pass_index: int)
     return min(bisect.bisect_right(cumulative_weights, u * cumulative_weights[-1]), len(cumulative_weights) - 1)
 
 
+def choose_distinct(n_datasets: int, seed: int, step: int, passes: int) -> list[int]:
+    """Positions of the datasets of ``step``'s ``passes`` passes, drawn without replacement (uniform weights).
+
+    The first ``n_datasets`` passes follow one random permutation of the datasets (so they are distinct), the
+    next ``n_datasets`` another, and so on; each permutation is seeded by (seed, step, block) alone.
+    """
+    order: list[int] = []
+    for block in range(math.ceil(passes / n_datasets)):
+        generator = torch.Generator().manual_seed(derive_seed("distinct", seed, step, block))
+        order += torch.randperm(n_datasets, generator=generator).tolist()
+    return order[:passes]
+
+
 def check_sizes(sizes: dict[str, int]) -> dict[str, int]:
     """``sizes`` as a name-sorted dict, after checking there is at least one dataset and none is empty."""
     if not sizes:
@@ -95,7 +116,13 @@ def check_batch(batch_size: int, pass_step: int) -> None:
 class _MixingSampler:
     """The machinery both samplers share: weighted dataset draws per pass, per-dataset epoch cursors, replay."""
 
-    def __init__(self, sizes: dict[str, int], weights: dict[str, int], passes: int, examples_per_pass: int, seed: int):
+    def __init__(self, sizes: dict[str, int], weights: dict[str, int], passes: int, examples_per_pass: int, seed: int,
+                 draws: str = "with_replacement"):
+        if draws not in DRAWS:
+            raise ConfigError(f"draws={draws!r} must be one of {DRAWS}")
+        if draws == "without_replacement" and len(set(weights.values())) > 1:
+            raise ConfigError("draws='without_replacement' needs uniform dataset weights (ROaD), not MT-DNN's")
+        self.draws = draws
         self.sizes = sizes
         self.datasets = tuple(sizes)
         self.passes = passes
@@ -115,8 +142,7 @@ class _MixingSampler:
             raise ConfigError(f"step={step} is negative: steps count from 0")
         counts = self._draws_before(step)
         draws = []
-        for pass_index in range(self.passes):
-            position = choose(self._cumulative, self.seed, step, pass_index)
+        for position in self._positions(step):
             name = self.datasets[position]
             cursor = counts[position] * self.examples_per_pass
             draws.append(Draw(name, self._take(name, cursor, self.examples_per_pass)))
@@ -132,10 +158,16 @@ class _MixingSampler:
             start, counts = snapshot, self._snapshots[snapshot]  # present: every multiple reached is kept
         counts = list(counts)
         for earlier in range(start, step):
-            for pass_index in range(self.passes):
-                counts[choose(self._cumulative, self.seed, earlier, pass_index)] += 1
+            for position in self._positions(earlier):
+                counts[position] += 1
             self._remember(earlier + 1, counts)
         return counts
+
+    def _positions(self, step: int) -> list[int]:
+        """The dataset position each pass of ``step`` trains on."""
+        if self.draws == "without_replacement":
+            return choose_distinct(len(self.datasets), self.seed, step, self.passes)
+        return [choose(self._cumulative, self.seed, step, p) for p in range(self.passes)]
 
     def _remember(self, step: int, counts: list[int]) -> None:
         """Memoise the draw counts over steps < ``step``."""
@@ -167,12 +199,15 @@ class RoadSampler(_MixingSampler):
 
     ``sizes`` maps dataset name to its number of training rows; each pass takes ``batch_size // pass_step`` rows,
     so a step still trains on ``batch_size`` rows. ``pass_step=1`` with one dataset is plain finetuning order.
+    ``draws`` is ``"with_replacement"`` (Algorithm 1, the default) or ``"without_replacement"`` (distinct
+    datasets within a step).
     """
 
-    def __init__(self, sizes: dict[str, int], batch_size: int, pass_step: int, seed: int):
+    def __init__(self, sizes: dict[str, int], batch_size: int, pass_step: int, seed: int,
+                 draws: str = "with_replacement"):
         check_batch(batch_size, pass_step)
         sizes = check_sizes(sizes)
-        super().__init__(sizes, dict.fromkeys(sizes, 1), pass_step, batch_size // pass_step, seed)
+        super().__init__(sizes, dict.fromkeys(sizes, 1), pass_step, batch_size // pass_step, seed, draws)
 
 
 class MtdnnSampler(_MixingSampler):

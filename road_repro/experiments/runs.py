@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from road_repro import __version__
 from road_repro.io import atomic_write_json
+from road_repro.log import logger
 from road_repro.train.checkpoint import sha256_file
 from road_repro.train.distributed import all_gather_objects, barrier, is_main
 
@@ -91,6 +92,7 @@ class RunStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._seen: dict[str, Run] = {}  # runs verified by this process (checksumming large weights is slow)
+        self.context = ""  # what the console lines are for, e.g. the table being computed
 
     def run_id(self, kind: str, config: dict[str, Any]) -> str:
         return f"{kind}-{config_hash({'kind': kind, **config})[:16]}"
@@ -101,16 +103,31 @@ class RunStore:
         return self._load_done(run_id, self.root / run_id, config)
 
     def _load_done(self, run_id: str, path: Path, config: dict[str, Any]) -> Run | None:
+        return None if self._stale(path, config) else self._read(run_id, path, config)
+
+    @staticmethod
+    def _read(run_id: str, path: Path, config: dict[str, Any]) -> Run:
+        return Run(run_id, path, config, json.loads((path / "metrics.json").read_text()))
+
+    @staticmethod
+    def _stale(path: Path, config: dict[str, Any]) -> str | None:
+        """Why the run folder cannot be reused (killed or torn, another config, damaged files), or None."""
+        if not path.exists():
+            return "not computed yet"
         try:
             done = json.loads((path / "DONE").read_text())
         except (OSError, ValueError):
-            return None
+            return "it has no valid DONE marker (killed or torn)"
         if not isinstance(done, dict):  # a damaged marker that happens to parse
-            return None
-        if done.get("config_hash") != config_hash(config) or done.get("files") != _artifact_sums(path):
-            return None
-        metrics = json.loads((path / "metrics.json").read_text())
-        return Run(run_id, path, config, metrics)
+            return "its DONE marker is damaged"
+        if done.get("config_hash") != config_hash(config):
+            return "its config differs from this one"
+        if done.get("files") != _artifact_sums(path):
+            return "its files fail their checksums"
+        return None
+
+    def _say(self, message: str, *args: Any) -> None:
+        logger.info("%s" + message, f"[{self.context}] " if self.context else "", *args)
 
     def run(self, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
         """Return the cached run for ``config`` or compute it with ``fn(run_dir) -> metrics`` and cache it."""
@@ -128,11 +145,18 @@ class RunStore:
         if main:
             lock.acquire()
         try:
-            cached = self._load_done(run_id, path, config) if main else None
+            stale = self._stale(path, config) if main else None
+            cached = self._read(run_id, path, config) if main and stale is None else None
             if all_gather_objects(cached is not None)[0]:
                 barrier()
+                if main:
+                    self._say("%s %s: cached", kind, run_id)
                 return cached or self._load_done(run_id, path, config)
+            started = time.time()
             if main:
+                resumable = (path / CHECKPOINTS).is_dir()
+                self._say("%s %s: computing%s", kind, run_id, "" if stale == "not computed yet" else
+                          f" again: {stale}" + ("; resuming from its checkpoints" if resumable else ""))
                 if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
                     for child in path.iterdir():
                         if child.name != CHECKPOINTS:
@@ -146,6 +170,7 @@ class RunStore:
                 atomic_write_json(path / "metrics.json", metrics)
                 shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
                 atomic_write_json(path / "DONE", {"config_hash": config_hash(config), "files": _artifact_sums(path)})
+                self._say("%s %s: done in %.1f s", kind, run_id, time.time() - started)
             barrier()
             return Run(run_id, path, config, metrics)
         finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from road_repro.config import ModelConfig, OptimConfig, ProfileConfig, SplitConfig, TaskConfig, to_dict
-from road_repro.data.features import pair_features, qa_features, qa_features_fingerprint
+from road_repro.data.features import features_fingerprint, pair_features, qa_features
 from road_repro.data.mixing import MtdnnSampler, RoadSampler
 from road_repro.data.registry import get_dataset, load_examples
 from road_repro.distill import (
@@ -44,13 +44,21 @@ from road_repro.errors import ConfigError
 from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
 from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
-from road_repro.models.encoder import load_tokenizer
+from road_repro.models.encoder import load_tokenizer, tokenization_difference
 from road_repro.models.model import RoadModel, build_model, load_weights, save_weights
 from road_repro.train.loop import EpochBatches, Pass, predict, resolve_device, train
 from road_repro.train.objectives import Objective, pass_losses
 
 #: Rows per chunk when running a model over a whole split (bounds the padded classification tensors).
 PREDICT_CHUNK = 8192
+
+#: Task names of MTL datasets: ``mtl:<name>`` reads ``mtl.datasets.<name>``, never ``tasks.<name>``.
+MTL_PREFIX = "mtl:"
+
+
+def mtl_task(name: str) -> str:
+    """The task name under which MTL dataset ``name`` (a key of ``mtl.datasets``) is loaded and finetuned."""
+    return MTL_PREFIX + name
 
 
 def set_seed(seed: int) -> None:
@@ -90,13 +98,31 @@ class Experiment:
             self._tokenizers[model_key] = load_tokenizer(self.model_config(model_key))
         return self._tokenizers[model_key]
 
+    def check_same_tokenization(self, student: str, teacher: str) -> None:
+        """ConfigError unless two models tokenize alike (cross-model KD reads the teacher's per-feature logits).
+
+        Names do not matter (ELECTRA-large and ELECTRA-base are two checkpoints of one vocabulary); the
+        vocabulary, special tokens and the encoding of probe texts do.
+        """
+        reason = tokenization_difference(self.tokenizer(student), self.tokenizer(teacher))
+        if reason:
+            raise ConfigError(f"models.{student} (student) and models.{teacher} (teacher) tokenize differently "
+                              f"({reason}): cross-model KD needs one vocabulary, as in ELECTRA-large -> ELECTRA-base")
+
     def task_config(self, task: str) -> TaskConfig:
+        """A finetuning task's splits, or (``mtl:<name>``, see :func:`mtl_task`) an MTL dataset's training split.
+
+        The two namespaces never mix: ``mtl:mnli`` reads ``mtl.datasets.mnli`` even when ``tasks.mnli`` exists.
+        """
+        if task.startswith(MTL_PREFIX):
+            name = task[len(MTL_PREFIX):]
+            if name not in self.profile.mtl.datasets:
+                raise ConfigError(f"profile {self.profile.name!r} has no MTL dataset {name!r} "
+                                  f"(mtl.datasets: {sorted(self.profile.mtl.datasets)})")
+            return TaskConfig(train=self.profile.mtl.datasets[name])
         if task in self.profile.tasks:
             return self.profile.tasks[task]
-        if task in self.profile.mtl.datasets:
-            return TaskConfig(train=self.profile.mtl.datasets[task])
-        raise ConfigError(f"profile {self.profile.name!r} has no task or MTL dataset {task!r} "
-                          f"(tasks: {sorted(self.profile.tasks)}, mtl.datasets: {sorted(self.profile.mtl.datasets)})")
+        raise ConfigError(f"profile {self.profile.name!r} has no task {task!r} (tasks: {sorted(self.profile.tasks)})")
 
     # -- data -----------------------------------------------------------------------------------------------
 
@@ -106,9 +132,10 @@ class Experiment:
         tok, f = self.tokenizer(model_key), self.profile.features
         if get_dataset(cfg.dataset).task == "mrc":
             settings = dict(max_seq_length=f.max_seq_length, doc_stride=f.doc_stride, max_query_length=f.max_query_length)
-            return Split(examples, qa_features(examples, tok, **settings), qa_features_fingerprint(examples, tok, **settings))
-        features = pair_features(examples, tok, max_seq_length=f.max_pair_length)
-        return Split(examples, features, config_hash({"features": features, "tokenizer": tok.name_or_path}))
+            features = qa_features(examples, tok, **settings)
+        else:
+            features = pair_features(examples, tok, max_seq_length=f.max_pair_length)
+        return Split(examples, features, features_fingerprint(features, examples))
 
     def task(self, name: str, model_key: str) -> TaskData:
         """Load and tokenize a task (or an MTL dataset) once per (task, tokenizer) in this process."""
@@ -226,7 +253,7 @@ class Experiment:
         optim = self.profile.finetune if epochs is None else replace(self.profile.finetune, epochs=epochs)
         config = {
             "stage": "finetune", **self._base_config(task, model_key), "optim": to_dict(optim), "seed": seed,
-            "objective": asdict(objective), "teachers": [t.run_id for t in teachers],
+            "objective": objective.settings(), "teachers": [t.run_id for t in teachers],
             "weighted_w": self.profile.distill.w if objective.distill == "weighted" else None,
             "init": init.run_id if init else None,
         }
@@ -272,10 +299,11 @@ class Experiment:
                          teachers: tuple[Run, ...]) -> dict[str, Tensor]:
         """Teacher logits per training feature: mean of the teachers, or Weighted KD (Algorithm 2)."""
         data = self.task(task, student_model)
-        teacher_data = self.task(task, teacher_model)
-        if teacher_data.train.fingerprint != data.train.fingerprint:
-            raise ConfigError(f"teacher model {teacher_model!r} and student {student_model!r} tokenize {task!r} "
-                              "differently; per-feature soft targets need identical features")
+        if teacher_model != student_model:
+            self.check_same_tokenization(student_model, teacher_model)
+            if self.task(task, teacher_model).train.fingerprint != data.train.fingerprint:
+                raise ConfigError(f"teacher model {teacher_model!r} and student {student_model!r} give different "
+                                  f"training features for {task!r}; per-feature soft targets need identical features")
         caches = []
         for teacher in teachers:
             run = self.soft_targets(task, teacher_model, teacher)
@@ -332,16 +360,19 @@ class Experiment:
         if m.optim.batch_size % pass_step:
             raise ConfigError(f"pass_step={pass_step} does not divide mtl.optim.batch_size={m.optim.batch_size}")
         names = sorted(m.datasets)
-        data = {name: self.task(name, model_key) for name in names}
-        teachers = {name: self.finetune(name, model_key, m.seed, epochs=m.teacher_epochs) for name in names} if kd else {}
+        data = {name: self.task(mtl_task(name), model_key) for name in names}
+        teachers = ({name: self.finetune(mtl_task(name), model_key, m.seed, epochs=m.teacher_epochs) for name in names}
+                    if kd else {})
+        draws = m.draws if mode == "road" else "with_replacement"
+        objective = Objective("kd", m.kd_temperature, m.kd_lam, self.profile.distill.t2_scale) if kd else Objective()
         config = {
-            "stage": "mtl", "mode": mode, "pass_step": pass_step, "kd": kd,
+            "stage": "mtl", "mode": mode, "pass_step": pass_step, "draws": draws, "kd": kd,
             "data": {n: to_dict(m.datasets[n]) for n in names},
             "fingerprints": {n: data[n].train.fingerprint for n in names},
             "model": to_dict(self.model_config(model_key)), "features": to_dict(self.profile.features),
             "optim": to_dict(m.optim), "seed": m.seed, "precision": self.profile.runtime.precision,
             "teachers": {n: t.run_id for n, t in teachers.items()},
-            "kd_settings": {"temperature": m.kd_temperature, "lam": m.kd_lam} if kd else None,
+            "kd_settings": {"temperature": m.kd_temperature, "lam": m.kd_lam, "t2_scale": objective.t2_scale} if kd else None,
         }
 
         def head(name: str) -> str:
@@ -351,9 +382,10 @@ class Experiment:
             set_seed(m.seed)
             heads = {head(n): head_kind(data[n].task_type) for n in names}
             model = self._new_model(model_key, heads)
-            extra = {n: self._teacher_targets(n, model_key, model_key, Objective("kd"), (t,)) for n, t in teachers.items()}
+            extra = {n: self._teacher_targets(mtl_task(n), model_key, model_key, objective, (t,))
+                     for n, t in teachers.items()}
             sizes = {n: len(data[n].train) for n in names}
-            sampler = (RoadSampler(sizes, m.optim.batch_size, pass_step, m.seed) if mode == "road"
+            sampler = (RoadSampler(sizes, m.optim.batch_size, pass_step, m.seed, draws) if mode == "road"
                        else MtdnnSampler(sizes, m.optim.batch_size, m.seed))
 
             def step_source(step: int) -> list[Pass]:
@@ -361,7 +393,6 @@ class Experiment:
                              data[d.dataset].batch(data[d.dataset].train, d.indices, extra.get(d.dataset)))
                         for d in sampler(step)]
 
-            objective = Objective("kd", m.kd_temperature, m.kd_lam) if kd else Objective()
             log = self._train(model, step_source, objective, m.optim.steps, m.optim, path,
                               f"MTL {mode} pass_step {pass_step}{' + KD' if kd else ''}")
             counts: dict[str, int] = {}

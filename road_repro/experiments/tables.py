@@ -24,6 +24,7 @@ from road_repro.errors import ConfigError
 from road_repro.experiments.runs import Run, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
+from road_repro.log import console
 from road_repro.train.objectives import Objective
 
 #: Run metric keys -> tidy metric names (percent): official SQuAD 2.0 keys, and accuracy.
@@ -108,7 +109,15 @@ class TableRunner:
                 records += self._tidy(row_no, row, task, seed, run)
         return records
 
+    def check_models(self) -> None:
+        """Before any training: every cross-model teacher tokenizes like its student (one vocabulary)."""
+        for row in self.spec.rows:
+            student = row.model or self.spec.model
+            if row.teacher is not None and row.teacher.model != student:
+                self.exp.check_same_tokenization(student, row.teacher.model)
+
     def compute(self) -> pd.DataFrame:
+        self.check_models()
         records = [r for i, row in enumerate(self.spec.rows, start=1) for r in self.row(i, row)]
         frame = pd.DataFrame.from_records(records, columns=TIDY_COLUMNS)
         frame["seed"] = frame["seed"].astype("Int64")
@@ -148,8 +157,12 @@ def run_table(
         validate_profile(prof)
     check_table(spec, prof)
     out = Path(output_dir) / prof.name
-    runner = TableRunner(Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress), spec)
+    exp = Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress)
+    exp.store.context = f"{table} {prof.name}"
+    runner = TableRunner(exp, spec)
     started = time.time()
+    log = console()
+    log.info("[%s] %s at the %s scale: computing or reusing its stages", exp.store.context, spec.title, prof.name)
     frame = runner.compute()
     atomic_write_csv(out / f"{table}.csv", frame)
     summary = summarize(frame, spec)
@@ -161,4 +174,5 @@ def run_table(
         "no_answer_baseline_f1": runner.no_answer_baselines(), "provenance": provenance(),
         "seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
+    log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
     return frame

@@ -9,13 +9,18 @@ profile asks for it.
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from road_repro.config import ModelConfig
 from road_repro.errors import ConfigError
+from road_repro.log import logger
 
 #: Tiny BERT shapes for the smoke scale ("large" and "base" stand-ins; same vocab as MiniLM).
 TINY_PRESETS: dict[str, dict[str, int]] = {
@@ -48,6 +53,33 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
+#: Texts whose encodings two tokenizers must agree on (casing, accents, punctuation, digits, a pair).
+PROBE_TEXTS: tuple[tuple[str, str | None], ...] = (
+    ("Beyoncé Giselle Knowles-Carter (born 1981) is an American singer.", "When did Beyoncé start?"),
+    ("THE QUICK brown fox, isn't it? 3.14 $5 naïve café", None),
+)
+
+
+def tokenization_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:
+    """Why ``a`` and ``b`` tokenize differently (vocabulary, special tokens, probe encodings), or None.
+
+    What matters for sharing per-token soft targets is the ids they produce, not their names or classes.
+    """
+    vocab_a, vocab_b = a.get_vocab(), b.get_vocab()
+    if vocab_a != vocab_b:
+        only_a, only_b = len(vocab_a.keys() - vocab_b.keys()), len(vocab_b.keys() - vocab_a.keys())
+        return (f"vocabularies differ: {len(vocab_a)} vs {len(vocab_b)} tokens, {only_a} only in the first, "
+                f"{only_b} only in the second, {sum(vocab_a[t] != vocab_b.get(t, vocab_a[t]) for t in vocab_a)} "
+                "with another id")
+    for name in ("cls_token_id", "sep_token_id", "pad_token_id", "unk_token_id"):
+        if getattr(a, name) != getattr(b, name):
+            return f"{name} differs: {getattr(a, name)} vs {getattr(b, name)}"
+    for text, pair in PROBE_TEXTS:
+        if a(text, pair)["input_ids"] != b(text, pair)["input_ids"]:
+            return f"they encode {text!r} differently (e.g. lower-casing or accent handling)"
+    return None
+
+
 def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
     """Build or load the encoder: a tiny preset from a config, or pretrained weights via ``AutoModel``."""
     dropout = dict(hidden_dropout_prob=cfg.hidden_dropout, attention_probs_dropout_prob=cfg.attention_dropout)
@@ -69,10 +101,74 @@ def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
         if not 0 < cfg.num_layers <= config.num_hidden_layers:
             raise ConfigError(f"num_layers={cfg.num_layers} must lie in 1..{config.num_hidden_layers} for {name}")
         config.num_hidden_layers = cfg.num_layers  # the first k layers load; the rest are dropped
-    kwargs = dict(config=config, use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
+    kwargs = dict(config=config, use_safetensors=True, trust_remote_code=cfg.trust_remote_code, output_loading_info=True)
     if getattr(config, "model_type", "") in ("bert", "albert", "roberta"):
         kwargs["add_pooling_layer"] = False  # the heads read the first token; an unused pooler breaks DDP
+    with quiet_transformers():
+        try:
+            model, info = AutoModel.from_pretrained(name, attn_implementation="sdpa", **kwargs)
+        except ValueError:  # this architecture has no SDPA attention: use its default
+            model, info = AutoModel.from_pretrained(name, **kwargs)
+    report_loading(cfg, info)
+    return model
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' per-load report and progress bar (a screen of expected UNEXPECTED keys);
+    :func:`report_loading` says once, in one line, what was dropped and why."""
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(name, attn_implementation="sdpa", **kwargs)
-    except ValueError:  # this architecture has no SDPA attention: use its default
-        return AutoModel.from_pretrained(name, **kwargs)
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+#: Why a checkpoint key is expected not to load, by its leading name.
+DROPPED_BECAUSE = {
+    "pooler": "the heads read the first token, an unused pooler would break DDP",
+    "discriminator_predictions": "ELECTRA's replaced-token-detection head, not used for finetuning",
+    "generator_predictions": "ELECTRA's generator head",
+    "cls": "BERT's pretraining heads",
+    "lm_head": "the masked-LM head",
+    "predictions": "the masked-LM head",
+}
+
+_reported: set[tuple[str, int | None]] = set()
+
+
+def dropped_key_summary(unexpected: list[str], num_layers: int | None) -> dict[str, tuple[int, str]]:
+    """Unexpected checkpoint keys grouped by why they are dropped: ``{group: (count, reason)}``."""
+    groups: dict[str, list[str]] = {}
+    for key in unexpected:
+        layer = re.search(r"layers?\.(\d+)\.", key)
+        if num_layers is not None and layer and int(layer.group(1)) >= num_layers:
+            group = f"layers >= {num_layers}"
+        else:
+            group = key.split(".")[0] if key.split(".")[0] in DROPPED_BECAUSE else key.rsplit(".", 1)[0]
+        groups.setdefault(group, []).append(key)
+    reasons = {f"layers >= {num_layers}": f"num_layers={num_layers} keeps the first {num_layers} layers"}
+    return {g: (len(keys), reasons.get(g) or DROPPED_BECAUSE.get(g, "not part of this architecture"))
+            for g, keys in groups.items()}
+
+
+def report_loading(cfg: ModelConfig, info: dict[str, Any]) -> None:
+    """One line per checkpoint and process: which keys were dropped and why; a warning for missing keys
+    (weights that were *not* in the checkpoint and start random, e.g. a wrong model class)."""
+    key = (cfg.name_or_path or "", cfg.num_layers)
+    if key in _reported:
+        return
+    _reported.add(key)
+    dropped = dropped_key_summary(sorted(info.get("unexpected_keys", ())), cfg.num_layers)
+    if dropped:
+        parts = "; ".join(f"{group} ({n} keys: {why})" for group, (n, why) in sorted(dropped.items()))
+        logger.info("model %s: dropped unused checkpoint keys: %s", cfg.name_or_path, parts)
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        logger.warning("model %s: %d weights not in the checkpoint start random: %s", cfg.name_or_path,
+                       len(missing), ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))

@@ -37,6 +37,7 @@ def _with_paper_model(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     ref = paper_values(spec)
     unique = ref.groupby("method")["paper_model"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else "")
     frame = frame.copy()
+    frame["paper_model"] = frame["paper_model"].astype(object)  # all-empty columns read back as float NaN
     empty = frame["paper_model"].fillna("").eq("")
     frame.loc[empty, "paper_model"] = frame.loc[empty, "method"].map(unique).fillna("")
     return frame

@@ -11,7 +11,7 @@ cache, so the student never runs a teacher:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,8 +26,17 @@ class Objective:
     distill: str | None = None
     temperature: float = 5.0
     lam: float = 0.9
-    t2_scale: bool = False
+    t2_scale: bool = True
     label_smoothing: float = 0.0
+
+    def settings(self) -> dict[str, object]:
+        """The fields that change the loss (for run configs), so that e.g. a plain-CE run is the same run
+        whatever KD temperature the profile names, and a table's single models are also its teachers."""
+        if self.distill is None:
+            return {"distill": None, "label_smoothing": self.label_smoothing}
+        if self.distill == "annealing":
+            return {"distill": "annealing"}
+        return asdict(self)
 
 
 def _one(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor | None, progress: float) -> Tensor:

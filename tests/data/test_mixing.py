@@ -183,3 +183,57 @@ def test_draw_is_frozen():
 def test_invalid_settings_raise_config_error(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+# -- draws within a step: with replacement (Algorithm 1's random(datasets), the default) or without ------------
+
+
+def test_default_draws_are_with_replacement():
+    """Algorithm 1 draws each pass independently: some steps repeat a dataset (P = 1 - 4!/4^4 ~ 0.91 here)."""
+    sampler = RoadSampler({name: 50 for name in "abcd"}, 8, 4, seed=2)
+    assert sampler.draws == "with_replacement"
+    repeats = sum(len({d.dataset for d in sampler(step)}) < 4 for step in range(300))
+    assert 240 <= repeats <= 300
+
+
+@pytest.mark.parametrize("pass_step", [2, 4])
+def test_without_replacement_draws_distinct_datasets_uniformly(pass_step):
+    sizes = {name: 50 for name in "abcde"}
+    sampler = RoadSampler(sizes, 8, pass_step, seed=9, draws="without_replacement")
+    steps = _steps(sampler, 1500)
+    for draws in steps:
+        assert len({d.dataset for d in draws}) == pass_step  # distinct within every step
+    counts = _dataset_counts(steps)
+    assert _chi2_pvalue(counts, {k: 1 / 5 for k in sizes}) > 1e-3
+    # every unordered pair of datasets appears together equally often (a uniform random subset per step)
+    pairs: dict[tuple[str, ...], int] = {}
+    for draws in steps:
+        names = sorted(d.dataset for d in draws)
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                pairs[(names[i], names[j])] = pairs.get((names[i], names[j]), 0) + 1
+    assert len(pairs) == 10 and _chi2_pvalue(pairs, dict.fromkeys(pairs, 1 / 10)) > 1e-3
+
+
+def test_without_replacement_beyond_the_number_of_datasets_balances_each_step():
+    """pass_step 8 over 3 datasets: one permutation per block of 3 passes, so each dataset gets 2 or 3 passes."""
+    sampler = RoadSampler({"a": 20, "b": 20, "c": 20}, 8, 8, seed=1, draws="without_replacement")
+    for step in range(100):
+        per_step: dict[str, int] = {}
+        for d in sampler(step):
+            per_step[d.dataset] = per_step.get(d.dataset, 0) + 1
+        assert sorted(per_step.values()) == [2, 3, 3]
+
+
+def test_without_replacement_resumes_like_sequential_calls(monkeypatch):
+    monkeypatch.setattr(mixing, "SNAPSHOT_EVERY", 16)
+    make = lambda: RoadSampler(SIZES, 12, 2, seed=7, draws="without_replacement")  # noqa: E731
+    sequential = _steps(make(), 80)
+    sampler = make()
+    for step in [70, 3, 79, 31, 32, 0, 15, 16]:
+        assert _same(sampler(step), sequential[step]), step
+
+
+def test_bad_draws_setting_is_a_config_error():
+    with pytest.raises(ConfigError, match="draws='sometimes'"):
+        RoadSampler(SIZES, 8, 2, 0, draws="sometimes")

@@ -46,7 +46,53 @@ def test_kd_during_mtl_finetunes_and_caches_a_teacher_per_dataset(exp):
     assert set(teachers) == set(exp.profile.mtl.datasets)
     soft = list(exp.store.root.glob("soft_targets-*/soft_targets.safetensors"))
     assert len(soft) == len(teachers)
-    assert run.config["kd_settings"] == {"temperature": 5.0, "lam": 0.7}
+    assert run.config["kd_settings"] == {"temperature": 5.0, "lam": 0.7, "t2_scale": True}
+
+
+@pytest.mark.parametrize("t2_scale", [True, False])
+def test_kd_during_mtl_applies_the_profiles_t2_setting(exp, monkeypatch, t2_scale):
+    """The one distill.t2_scale setting reaches the KD objective of MTL (it used to be ignored there)."""
+    from road_repro.experiments import stages
+
+    # the same run store: the per-dataset teachers (plain CE, unaffected by t2_scale) are reused
+    other = Experiment(load_profile("smoke", TINY + [f"distill.t2_scale={str(t2_scale).lower()}"]), exp.store.root,
+                       progress=False)
+    seen = []
+    real = stages.pass_losses
+    monkeypatch.setattr(stages, "pass_losses", lambda objective, *a: seen.append(objective) or real(objective, *a))
+    run = other.mtl("large", "road", pass_step=4, kd=True)
+    assert seen and {o.t2_scale for o in seen} == {t2_scale} and {o.distill for o in seen} == {"kd"}
+    assert run.config["kd_settings"]["t2_scale"] is t2_scale
+
+
+def test_mtl_reads_its_own_split_of_a_dataset_that_is_also_a_finetuning_task(tmp_path):
+    """mtl.datasets.mnli (24 rows) is the MTL data even though tasks.mnli (600 rows) has the same name."""
+    own = TINY + ["mtl.datasets={mnli: {dataset: synthetic_nli, split: train, limit: 24}, "
+                  "synthetic_squad_warmup: {dataset: synthetic_squad_warmup, split: dev, limit: 40}}"]
+    exp = Experiment(load_profile("smoke", own), tmp_path, progress=False)
+    assert exp.profile.tasks["mnli"].train.limit == 600
+    for mode in ("road", "mtdnn"):
+        run = exp.mtl("large", mode, pass_step=2)
+        assert run.config["data"]["mnli"]["limit"] == 24
+        assert run.config["fingerprints"]["mnli"] == exp.task("mtl:mnli", "large").train.fingerprint
+        assert run.config["fingerprints"]["mnli"] != exp.task("mnli", "large").train.fingerprint
+    assert len(exp.task("mtl:mnli", "large").train) == 24 and len(exp.task("mnli", "large").train) == 600
+    with pytest.raises(ConfigError, match="no MTL dataset 'qqp'"):
+        exp.task("mtl:qqp", "large")
+
+
+def test_draws_setting_reaches_the_road_sampler(exp, tmp_path, monkeypatch):
+    from road_repro.experiments import stages
+
+    other = Experiment(load_profile("smoke", TINY + ["mtl.draws=without_replacement"]), tmp_path, progress=False)
+    made = []
+    real = stages.RoadSampler
+    monkeypatch.setattr(stages, "RoadSampler", lambda *a, **k: made.append(a[4:] or k) or real(*a, **k))
+    run = other.mtl("large", "road", pass_step=4)
+    assert run.config["draws"] == "without_replacement" and made == [("without_replacement",)]
+    assert exp.mtl("large", "road", pass_step=4).config["draws"] == "with_replacement"
+    with pytest.raises(ConfigError, match="mtl.draws='never'"):
+        load_profile("smoke", ["mtl.draws=never"])
 
 
 def test_finetune_from_an_mtl_checkpoint_scores_classification_and_newsqa(exp):

@@ -58,3 +58,27 @@ def test_tampered_artifact_forces_a_rerun(tmp_path):
     (run.path / "artifact.txt").write_text("bad")
     RunStore(tmp_path).run("finetune", {"seed": 1}, fn)  # a later process verifies checksums again
     assert len(calls) == 2
+
+
+def test_one_console_line_per_stage_says_cached_computing_and_why(tmp_path, caplog):
+    caplog.set_level("INFO", logger="road_repro")
+
+    def fn(path):
+        (path / "artifact.txt").write_text("x")
+        return {"f1": 50.0}
+
+    store = RunStore(tmp_path)
+    store.context = "table5 smoke"
+    run = store.run("finetune", {"seed": 1}, fn)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == f"[table5 smoke] finetune {run.run_id}: computing"
+    assert lines[1].startswith(f"[table5 smoke] finetune {run.run_id}: done in ") and lines[1].endswith(" s")
+    caplog.clear()
+    RunStore(tmp_path).run("finetune", {"seed": 1}, fn)  # another process: reuses it
+    assert [r.getMessage() for r in caplog.records] == [f"finetune {run.run_id}: cached"]
+    for damage, why in [(lambda: (run.path / "artifact.txt").write_text("y"), "its files fail their checksums"),
+                        (lambda: (run.path / "DONE").unlink(), "it has no valid DONE marker (killed or torn)")]:
+        damage()
+        caplog.clear()
+        RunStore(tmp_path).run("finetune", {"seed": 1}, fn)
+        assert caplog.records[0].getMessage() == f"finetune {run.run_id}: computing again: {why}"

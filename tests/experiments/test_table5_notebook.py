@@ -65,6 +65,7 @@ def test_report_is_labelled_as_a_pipeline_check(executed):
     html = (executed / "smoke" / "report" / "index.html").read_text()
     assert "SMOKE SCALE" in html and "not a reproduction" in html
     assert "weighted KD" in html
+    assert "KL term × T² (t2_scale: true)" in html  # which KD scaling was used, on the page
     match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]*)"', html)
     assert match and base64.b64decode(match.group(1)) == (executed / "smoke" / "table5.png").read_bytes()
     assert (executed / "smoke" / "table5.png").stat().st_size > 1000
@@ -77,3 +78,28 @@ def test_rerun_reuses_every_finished_stage(executed, tmp_path):
     run_table("table5", "smoke", output_dir=executed, overrides=FAST, progress=False)
     after = {p.parent.name: p.stat().st_mtime_ns for p in (executed / "runs").glob("*/DONE")}
     assert before == after and len(before) >= 9  # 2 singles, 1 ensemble, 6 students, 2 soft targets
+
+
+def _config(executed, run_id: str) -> dict:
+    return json.loads((executed / "runs" / run_id / "config.json").read_text())["config"]
+
+
+def test_every_row_starts_from_the_road_mtl_encoder(executed):
+    """Paper 3.3: the single models, the teachers (ensemble) and the students all finetune ROaD MTL encoders."""
+    frame = pd.read_csv(executed / "smoke" / "table5.csv")
+    inits = set()
+    for run_id in frame["run_id"].unique():
+        cfg = _config(executed, run_id)
+        finetunes = [_config(executed, t) for t in cfg["teachers"]] if cfg["stage"] == "ensemble" else [cfg]
+        for ft in finetunes:
+            assert ft["stage"] == "finetune" and ft["init"], run_id
+            inits.add(ft["init"])
+            for teacher in ft["teachers"]:
+                assert _config(executed, teacher)["init"] == ft["init"]
+    assert len(inits) == 1  # one cached ROaD MTL stage, shared by every row (and by Tables 2 and 4)
+    mtl = _config(executed, inits.pop())
+    assert mtl["stage"] == "mtl" and mtl["mode"] == "road" and mtl["kd"] is False
+    # the single models are the teachers: the ensemble averages the first n_teachers single-model runs
+    ensemble = _config(executed, frame[frame["row"] == 2]["run_id"].iloc[0])
+    singles = frame[(frame["row"] == 1) & (frame["metric"] == "f1")].sort_values("seed")["run_id"].tolist()
+    assert ensemble["teachers"] == singles[: len(ensemble["teachers"])]

@@ -9,10 +9,11 @@ from road_repro.distill.ensemble import (
     weighted_span_teacher_logits,
     weighted_teacher_logits,
 )
-from road_repro.distill.hidden import HiddenStateProjection, hidden_state_loss, uniform_layer_map
+from road_repro.distill.hidden import HiddenStateKD, HiddenStateProjection, hidden_state_loss, uniform_layer_map
 from road_repro.distill.losses import kd_kl, kd_loss, soft_cross_entropy
 
 __all__ = [
+    "HiddenStateKD",
     "HiddenStateProjection",
     "annealed_targets",
     "annealing_kd_loss",

@@ -5,6 +5,9 @@ to the teacher's with mean-squared error. Layers are paired uniformly (student l
 layer ``i * n_teacher / n_student``: 12 vs 24 layers pairs 12->24, 11->22, ..., 1->2), or only the last
 layers are matched. Hidden-state lists follow Hugging Face ``output_hidden_states``: index 0 is the
 embedding output, so transformer layer ``i`` is index ``i``.
+
+:func:`hidden_state_loss` is the functional form for any layer map; :class:`HiddenStateKD` is what
+training uses (the student's projection as a module, with embeddings paired to embeddings as in TinyBERT).
 """
 
 from __future__ import annotations
@@ -75,9 +78,37 @@ def _token_weights(attention_mask: Tensor | None, batch: int, length: int, like:
     if tuple(attention_mask.shape) != (batch, length):
         raise ConfigError(f"attention_mask shape {tuple(attention_mask.shape)} is not [B, L] = {(batch, length)}")
     weights = attention_mask.to(device=like.device, dtype=like.dtype)
-    if not weights.sum() > 0:
-        raise ConfigError("attention_mask has no non-padding token: nothing to distill")
+    if not bool((weights.sum(dim=1) > 0).all()):
+        raise ConfigError("attention_mask has a row without a non-padding token: nothing to distill there")
     return weights
+
+
+def _paired_mse(
+    projected: Sequence[Tensor], teacher: Sequence[Tensor], pairs: Sequence[tuple[int, int]],
+    attention_mask: Tensor | None,
+) -> Tensor:
+    """Mean over ``pairs`` of the masked MSE between ``projected[k]`` and ``teacher[k]`` (computed in fp32).
+
+    Per pair, the squared error is averaged over the hidden dimension, then over each row's tokens where
+    ``attention_mask`` is 1 (all tokens without a mask), then over the rows. Averaging per row, like the
+    cross-entropy, keeps the loss a mean over examples, so a batch split into shards (data parallelism)
+    gives the same gradient as the whole batch. Teacher states are targets (detached).
+    """
+    reference = projected[0]
+    if reference.dim() != 3:
+        raise ConfigError(f"student hidden states must have shape [B, L, H], got {tuple(reference.shape)}")
+    batch, length, _ = reference.shape
+    weights = _token_weights(attention_mask, batch, length, reference.float())
+    losses = []
+    for (s, t), student, target in zip(pairs, projected, teacher, strict=True):
+        if student.shape != target.shape or student.shape[:2] != (batch, length):
+            raise ConfigError(
+                f"layer pair ({s}, {t}): projected student shape {tuple(student.shape)} differs from teacher shape "
+                f"{tuple(target.shape)} (both must be [B, L, H_teacher] with [B, L] = {(batch, length)})"
+            )
+        per_token = (student.float() - target.detach().float()).pow(2).mean(dim=-1)  # [B, L]
+        losses.append(((per_token * weights).sum(dim=1) / weights.sum(dim=1)).mean())
+    return torch.stack(losses).mean()
 
 
 def hidden_state_loss(
@@ -92,30 +123,65 @@ def hidden_state_loss(
 
     ``student_hidden`` / ``teacher_hidden`` are ``output_hidden_states`` tuples (``[B, L, Hs]`` /
     ``[B, L, Ht]``, embeddings at index 0). Per mapped pair, the squared error is averaged over the hidden
-    dimension and over the tokens where ``attention_mask`` is 1 (all tokens without a mask); the pairs'
-    losses are then averaged. ``last_layer_only`` matches only the last student layer to the last teacher
-    layer and ignores ``layer_map``. Teacher states are targets (detached).
+    dimension, over each row's tokens where ``attention_mask`` is 1 (all tokens without a mask) and over
+    the rows; the pairs' losses are then averaged. ``last_layer_only`` matches only the last student layer
+    to the last teacher layer and ignores ``layer_map``. Teacher states are targets (detached).
     """
     pairs = _layer_pairs(len(student_hidden), len(teacher_hidden), layer_map, last_layer_only)
-    reference = student_hidden[pairs[0][0]]
-    if reference.dim() != 3:
-        raise ConfigError(f"student hidden states must have shape [B, L, H], got {tuple(reference.shape)}")
-    batch, length, _ = reference.shape
-    weights = _token_weights(attention_mask, batch, length, reference)
-    losses = []
-    for s, t in pairs:
-        student, teacher = student_hidden[s], teacher_hidden[t].detach()
-        if student.shape[:2] != (batch, length) or teacher.shape[:2] != (batch, length):
+    projected = [projection(student_hidden[s]) for s, _ in pairs]
+    return _paired_mse(projected, [teacher_hidden[t] for _, t in pairs], pairs, attention_mask)
+
+
+class HiddenStateKD(nn.Module):
+    """Hidden-state distillation for one student/teacher pair: the learned projection and the layer pairs.
+
+    Pairs (indices into ``output_hidden_states``, 0 = embedding output):
+
+    * all layers (``last_layer_only=False``): embeddings to embeddings, then the uniform map
+      ``(j, j * teacher_layers / student_layers)`` for ``j = 1..student_layers`` (TinyBERT; 24/12 layers
+      pairs 0->0, 1->2, ..., 12->24). One projection is shared by every pair.
+    * last layer only: ``(student_layers, teacher_layers)``.
+
+    Attached to the student as ``RoadModel.distill_projection``, it is trained with the student's head
+    rate (outside ``encoder.``) and saved in its ``model.safetensors``. The student's forward calls it in
+    training mode (``forward``: project the mapped student states) so that data-parallel training sees the
+    projection used inside the forward; :meth:`loss` then compares with the teacher's states.
+    """
+
+    def __init__(self, student_width: int, teacher_width: int, student_layers: int, teacher_layers: int,
+                 last_layer_only: bool = False):
+        super().__init__()
+        self.projection = HiddenStateProjection(student_width, teacher_width)
+        self.student_layers, self.teacher_layers = student_layers, teacher_layers
+        if last_layer_only:
+            if student_layers < 1 or teacher_layers < 1:
+                raise ConfigError(f"student_layers={student_layers} and teacher_layers={teacher_layers} must be >= 1")
+            self.pairs: tuple[tuple[int, int], ...] = ((student_layers, teacher_layers),)
+        else:
+            self.pairs = ((0, 0), *uniform_layer_map(student_layers, teacher_layers))
+
+    def _check_states(self, states: Sequence[Tensor], layers: int, who: str) -> None:
+        if len(states) != layers + 1:
             raise ConfigError(
-                f"layer pair ({s}, {t}): student shape {tuple(student.shape)} and teacher shape "
-                f"{tuple(teacher.shape)} must share [B, L] = {(batch, length)}"
+                f"{len(states)} {who} hidden states, expected {layers + 1} (embeddings + {layers} layers)"
             )
-        projected = projection(student)
-        if projected.shape != teacher.shape:
-            raise ConfigError(
-                f"layer pair ({s}, {t}): projected student shape {tuple(projected.shape)} differs from "
-                f"teacher shape {tuple(teacher.shape)}"
-            )
-        per_token = (projected - teacher.to(projected.dtype)).pow(2).mean(dim=-1)  # [B, L]
-        losses.append((per_token * weights).sum() / weights.sum())
-    return torch.stack(losses).mean()
+
+    def forward(self, student_hidden: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        """The student's states at the paired layers, projected to the teacher's width (one per pair)."""
+        self._check_states(student_hidden, self.student_layers, "student")
+        return tuple(self.projection(student_hidden[s]) for s, _ in self.pairs)
+
+    def loss(
+        self, projected: Sequence[Tensor], teacher_hidden: Sequence[Tensor], attention_mask: Tensor | None
+    ) -> Tensor:
+        """Masked MSE between :meth:`forward`'s output and the teacher's paired states, averaged over pairs.
+
+        Padding (``attention_mask == 0``) is excluded: per pair, the squared error is averaged over the
+        teacher's hidden dimension, over each row's real tokens, then over the rows (every example weighs the
+        same, as in the cross-entropy, so data-parallel shards average to the whole batch's loss); ``None``
+        counts every token. Computed in fp32; the teacher's states are detached targets.
+        """
+        self._check_states(teacher_hidden, self.teacher_layers, "teacher")
+        if len(projected) != len(self.pairs):
+            raise ConfigError(f"{len(projected)} projected student states for {len(self.pairs)} layer pairs")
+        return _paired_mse(projected, [teacher_hidden[t] for _, t in self.pairs], self.pairs, attention_mask)

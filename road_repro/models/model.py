@@ -14,9 +14,19 @@ from road_repro.models.heads import ClassificationHead, SpanHead
 #: Head kinds: "span" (MRC) or the number of classes of a classification head.
 HeadKinds = dict[str, "str | int"]
 
+#: Output key of the projected student hidden states (training mode, projection attached).
+DISTILL_HIDDEN = "distill_hidden_states"
+#: Name of the optional hidden-state distillation submodule (and prefix of its saved weights).
+DISTILL_PROJECTION = "distill_projection"
+
 
 class RoadModel(nn.Module):
-    """Encoder + ``heads``; ``forward(..., head=name)`` runs the encoder once and the named head."""
+    """Encoder + ``heads``; ``forward(..., head=name)`` runs the encoder once and the named head.
+
+    ``distill_projection`` is None, or a hidden-state distillation module
+    (:class:`road_repro.distill.HiddenStateKD`) assigned to it for training. It is a submodule, so it is
+    trained (at the heads' rate) and saved with the model; only the training-mode forward uses it.
+    """
 
     def __init__(self, encoder: nn.Module, heads: HeadKinds, dropout: float = 0.1):
         super().__init__()
@@ -27,6 +37,8 @@ class RoadModel(nn.Module):
             {name: SpanHead(hidden) if kind == "span" else ClassificationHead(hidden, int(kind), dropout)
              for name, kind in heads.items()}
         )
+        self.distill_projection: nn.Module | None
+        self.register_module(DISTILL_PROJECTION, None)
 
     @property
     def num_layers(self) -> int:
@@ -40,13 +52,23 @@ class RoadModel(nn.Module):
         token_type_ids: Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> dict[str, Tensor]:
+        """The head's outputs; ``hidden_states`` too if asked (embedding output first, then every layer).
+
+        In training mode with a ``distill_projection`` attached, ``DISTILL_HIDDEN`` also holds its output
+        (the projected student states of the distilled layers): the projection runs inside the forward so
+        that DistributedDataParallel sees its parameters used. Evaluation mode never runs it.
+        """
+        distill = self.training and self.distill_projection is not None
         kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, **kwargs
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states or distill,
+            **kwargs,
         )
         result = self.heads[head](out.last_hidden_state)
         if output_hidden_states:
             result["hidden_states"] = out.hidden_states
+        if distill:
+            result[DISTILL_HIDDEN] = self.distill_projection(out.hidden_states)
         return result
 
 
@@ -61,5 +83,15 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    """Load safetensors weights into ``model`` (strict: every key must match)."""
-    load_model(model, str(path), strict=True)
+    """Load safetensors weights into ``model``; every key must match.
+
+    One exception: the file's ``distill_projection.*`` weights (a student trained with hidden-state
+    distillation) are skipped when ``model`` has no projection attached, as for prediction.
+    """
+    missing, unexpected = load_model(model, str(path), strict=False)
+    unexpected = [k for k in unexpected if not k.startswith(DISTILL_PROJECTION + ".")]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Error(s) in loading {path} into {type(model).__name__}: missing keys {sorted(missing)}, "
+            f"unexpected keys {sorted(unexpected)}"
+        )

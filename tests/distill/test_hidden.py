@@ -47,15 +47,19 @@ def _states(n_layers: int, width: int, gen: torch.Generator, b: int = 2, length:
 
 
 def _direct_mse(proj: HiddenStateProjection, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    total, count = torch.tensor(0.0), 0
+    """Per row, the mean over its real tokens of the squared error averaged over the hidden dimension; then the
+    mean over rows (each example weighs the same, as in the cross-entropy)."""
     with torch.no_grad():
         projected = proj(s)
+    rows = []
     for b in range(s.shape[0]):
+        total, count = torch.tensor(0.0), 0
         for pos in range(s.shape[1]):
             if mask[b, pos]:
                 total = total + ((projected[b, pos] - t[b, pos]) ** 2).sum() / t.shape[-1]
                 count += 1
-    return total / count
+        rows.append(total / count)
+    return torch.stack(rows).mean()
 
 
 def test_loss_averages_mapped_layers_over_real_tokens() -> None:
@@ -85,6 +89,22 @@ def test_mask_excludes_padding() -> None:
             h[mask == 0] = 1e3  # garbage under the padding changes nothing
     after = hidden_state_loss(student, teacher, projection, uniform_layer_map(2, 4), attention_mask=mask)
     assert after.item() == pytest.approx(before.item(), rel=1e-6)
+
+
+def test_a_batch_is_the_row_weighted_mean_of_its_shards() -> None:
+    """Each example weighs the same, so data-parallel shards (weighted by rows) average to the whole batch."""
+    gen = torch.Generator().manual_seed(5)
+    student, teacher = _states(2, 4, gen, b=3), _states(4, 8, gen, b=3)
+    projection = HiddenStateProjection(4, 8)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    layer_map = uniform_layer_map(2, 4)
+
+    def loss(rows: slice) -> torch.Tensor:
+        return hidden_state_loss([h[rows] for h in student], [h[rows] for h in teacher], projection, layer_map,
+                                 attention_mask=mask[rows])
+
+    whole = loss(slice(0, 3))
+    assert whole.item() == pytest.approx((2 * loss(slice(0, 2)) + loss(slice(2, 3))).item() / 3, rel=1e-6)
 
 
 def test_last_layer_only_matches_last_states() -> None:
@@ -118,6 +138,9 @@ def test_bad_inputs_raise_config_errors() -> None:
     projection = HiddenStateProjection(4, 8)
     with pytest.raises(ConfigError, match=r"layer_map pair \(3, 6\)"):
         hidden_state_loss(student, teacher, projection, [(3, 6)])
+    with pytest.raises(ConfigError, match="a row without a non-padding token"):
+        hidden_state_loss(student, teacher, projection, uniform_layer_map(2, 4),
+                          attention_mask=torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]))
     with pytest.raises(ConfigError, match="attention_mask shape"):
         hidden_state_loss(student, teacher, projection, uniform_layer_map(2, 4), attention_mask=torch.ones(2, 5))
     with pytest.raises(ConfigError, match="projected student shape"):

@@ -11,6 +11,7 @@ RESULTS ?= results
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+TABLES := $(basename $(notdir $(NOTEBOOKS)))
 
 .PHONY: install test bench reproduce-all reproduce report clean-results
 
@@ -33,6 +34,7 @@ bench: install
 # notebook then finds them cached and only renders.
 reproduce-all: install
 	@mkdir -p $(RESULTS)/$(PROFILE)/notebooks
+	@$(PY) -m road_repro.experiments $(TABLES) --profile $(PROFILE) --preflight
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb ($(PROFILE))"; \
 	  if [ "$(NPROC)" -gt 1 ]; then \
@@ -47,6 +49,7 @@ reproduce-all: install
 # One table: make reproduce TABLE=table5 [PROFILE=...]
 reproduce: install
 	@mkdir -p $(RESULTS)/$(PROFILE)/notebooks
+	@$(PY) -m road_repro.experiments $(TABLE) --profile $(PROFILE) --preflight
 	$(PY) -m papermill notebooks/$(TABLE).ipynb $(RESULTS)/$(PROFILE)/notebooks/$(TABLE).ipynb \
 	  -k python3 -p profile $(PROFILE) -p output_dir $(RESULTS)
 	$(PY) -m road_repro.report --profile $(PROFILE) --output-dir $(RESULTS)

@@ -13,6 +13,7 @@ consistency before any compute starts, naming the offending setting.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +22,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from road_repro.data.mixing import DRAWS
-from road_repro.errors import ConfigError
+from road_repro.errors import ConfigError, ConfigProblems
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS_DIR = REPO_ROOT / "ablations"
@@ -247,6 +248,21 @@ def _resolve_path(name_or_path: str, folder: Path, kind: str) -> Path:
     raise ConfigError(f"unknown {kind} {name_or_path!r}: no file {candidate} (known: {', '.join(known)})")
 
 
+def load_yaml(path: Path) -> Any:
+    """``OmegaConf.load`` with a YAML syntax error reported as a ConfigError naming the file and line."""
+    import yaml
+
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
 def _merge(schema: type, *layers: Any, what: str) -> Any:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), *layers)
@@ -258,7 +274,7 @@ def _merge(schema: type, *layers: Any, what: str) -> Any:
 def load_table_spec(name_or_path: str) -> TableSpec:
     """Read ``ablations/<name>.yaml`` into a checked :class:`TableSpec`."""
     path = _resolve_path(name_or_path, ABLATIONS_DIR, "table spec")
-    spec: TableSpec = _merge(TableSpec, OmegaConf.load(path), what=f"table spec {path}")
+    spec: TableSpec = _merge(TableSpec, load_yaml(path), what=f"table spec {path}")
     for i, row in enumerate(spec.rows):
         if row.recipe not in RECIPES:
             raise ConfigError(f"{path}: rows[{i}].recipe={row.recipe!r} is not one of {RECIPES}")
@@ -279,7 +295,7 @@ def load_profile(
 ) -> ProfileConfig:
     """Merge defaults, the profile file, the table's overrides and dotlist ``overrides``; then validate."""
     path = _resolve_path(name_or_path, PROFILES_DIR, "profile")
-    layers = [OmegaConf.load(path)]
+    layers = [load_yaml(path)]
     if table is not None and table.profile_overrides:
         layers.append(OmegaConf.create(table.profile_overrides))
     try:
@@ -293,71 +309,118 @@ def load_profile(
     return profile
 
 
-def validate_profile(p: ProfileConfig) -> None:
-    """Range and consistency checks, each naming the setting, so bad settings fail before compute."""
-    d = p.distill
-    if not 0.0 <= d.lam <= 1.0:
-        raise ConfigError(f"distill.lam={d.lam} must lie in [0, 1]")
-    if not 0.0 < d.w <= 1.0:
-        raise ConfigError(f"distill.w={d.w} must lie in (0, 1]")
-    if d.temperature <= 0:
-        raise ConfigError(f"distill.temperature={d.temperature} must be > 0")
-    if d.n_teachers < 1:
-        raise ConfigError(f"distill.n_teachers={d.n_teachers} must be >= 1")
-    if not p.seeds:
-        raise ConfigError("seeds must name at least one seed")
-    if len(set(p.seeds)) != len(p.seeds):
-        raise ConfigError(f"seeds={p.seeds} has duplicates")
-    if d.n_teachers > len(p.seeds):
-        raise ConfigError(
-            f"distill.n_teachers={d.n_teachers} teachers requested but only {len(p.seeds)} seeds exist "
-            f"(teachers are the single-model runs of the first n_teachers seeds)"
-        )
-    o = p.finetune
-    for key in ("lr", "batch_size", "eval_batch_size", "epochs"):
-        if getattr(o, key) <= 0:
-            raise ConfigError(f"finetune.{key}={getattr(o, key)} must be > 0")
-    if not 0.0 < o.layerwise_lr_decay <= 1.0:
-        raise ConfigError(f"finetune.layerwise_lr_decay={o.layerwise_lr_decay} must lie in (0, 1]")
-    if not 0.0 <= o.warmup_ratio < 1.0:
-        raise ConfigError(f"finetune.warmup_ratio={o.warmup_ratio} must lie in [0, 1)")
-    for key, optim in (("finetune", o), ("mtl.optim", p.mtl.optim)):
+#: Range checks of the numeric settings: (block attribute path, field, lowest, highest, kind of bounds).
+#: ``"()"`` open, ``"[]"`` closed, ``"[)"`` / ``"(]"`` half-open; ``None`` = unbounded on that side.
+_OPTIM_RANGES = (
+    ("lr", 0, None, "()"), ("batch_size", 1, None, "[]"), ("eval_batch_size", 1, None, "[]"),
+    ("epochs", 0, None, "()"), ("steps", 1, None, "[]"), ("layerwise_lr_decay", 0, 1, "(]"),
+    ("warmup_ratio", 0, 1, "[)"), ("weight_decay", 0, None, "[]"), ("adam_eps", 0, None, "()"),
+    ("adam_beta1", 0, 1, "[)"), ("adam_beta2", 0, 1, "[)"), ("max_grad_norm", 0, None, "()"),
+)
+_RANGES: dict[str, tuple[tuple[str, float | None, float | None, str], ...]] = {
+    "finetune": _OPTIM_RANGES,
+    "mtl.optim": _OPTIM_RANGES,
+    "distill": (("temperature", 0, None, "()"), ("lam", 0, 1, "[]"), ("w", 0, 1, "(]"), ("n_teachers", 1, None, "[]")),
+    "features": (("max_seq_length", 16, None, "[]"), ("doc_stride", 1, None, "[]"), ("max_query_length", 1, None, "[]"),
+                 ("max_answer_length", 1, None, "[]"), ("n_best_size", 1, None, "[]"),
+                 ("max_pair_length", 8, None, "[]")),
+    "mtl": (("pass_step", 1, None, "[]"), ("kd_temperature", 0, None, "()"), ("kd_lam", 0, 1, "[]"),
+            ("teacher_epochs", 0, None, "()")),
+    "runtime": (("checkpoint_every", 0, None, "[]"),),
+}
+
+#: What ``runtime.device`` may name: auto, cpu, cuda, cuda:<index>, mps.
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _out_of_range(value: Any, low: float | None, high: float | None, bounds: str) -> str | None:
+    """Why ``value`` breaks the range, or None; ``None`` values are unset (allowed where a field is optional)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return "must be a number"
+    too_low = low is not None and (value < low if bounds[0] == "[" else value <= low)
+    too_high = high is not None and (value > high if bounds[1] == "]" else value >= high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        return f"must lie in {bounds[0]}{lo}, {hi}{bounds[1]}"
+    return None
+
+
+def profile_problems(p: ProfileConfig) -> list[str]:
+    """Every range and consistency problem of a profile, each naming the setting (empty list: none)."""
+    problems: list[str] = []
+    for block, checks in _RANGES.items():
+        obj: Any = p
+        for part in block.split("."):
+            obj = getattr(obj, part)
+        for key, low, high, bounds in checks:
+            why = _out_of_range(getattr(obj, key), low, high, bounds)
+            if why:
+                problems.append(f"{block}.{key}={getattr(obj, key)!r} {why}")
+    for key, optim in (("finetune", p.finetune), ("mtl.optim", p.mtl.optim)):
         if optim.layerwise_convention not in LAYERWISE_CONVENTIONS:
-            raise ConfigError(
-                f"{key}.layerwise_convention={optim.layerwise_convention!r} must be one of "
-                f"{', '.join(LAYERWISE_CONVENTIONS)}"
-            )
+            problems.append(f"{key}.layerwise_convention={optim.layerwise_convention!r} must be one of "
+                            f"{', '.join(LAYERWISE_CONVENTIONS)}")
+    d = p.distill
+    if not p.seeds:
+        problems.append("seeds must name at least one seed")
+    elif len(set(p.seeds)) != len(p.seeds):
+        problems.append(f"seeds={p.seeds} has duplicates")
+    elif d.n_teachers > len(p.seeds):
+        problems.append(f"distill.n_teachers={d.n_teachers} teachers requested but only {len(p.seeds)} seeds exist "
+                        "(teachers are the single-model runs of the first n_teachers seeds)")
     f = p.features
-    if f.doc_stride >= f.max_seq_length - f.max_query_length - 3:
-        raise ConfigError(
-            f"features.doc_stride={f.doc_stride} leaves no room: it must be < max_seq_length - max_query_length - 3 "
-            f"= {f.max_seq_length - f.max_query_length - 3}"
-        )
+    if f.max_query_length > 0 and f.doc_stride >= f.max_seq_length - f.max_query_length - 3:
+        problems.append(f"features.doc_stride={f.doc_stride} leaves no room: it must be < max_seq_length - "
+                        f"max_query_length - 3 = {f.max_seq_length - f.max_query_length - 3}")
     if f.answer_selection not in ("reference", "context"):
-        raise ConfigError(f"features.answer_selection={f.answer_selection!r} must be reference or context")
+        problems.append(f"features.answer_selection={f.answer_selection!r} must be reference or context")
     if p.runtime.precision not in ("fp32", "bf16", "fp16", "auto"):
-        raise ConfigError(f"runtime.precision={p.runtime.precision!r} must be fp32, bf16, fp16 or auto")
+        problems.append(f"runtime.precision={p.runtime.precision!r} must be fp32, bf16, fp16 or auto")
+    if not _DEVICE.fullmatch(str(p.runtime.device)):
+        problems.append(f"runtime.device={p.runtime.device!r} is not a device: use auto, cpu, cuda, cuda:<index> or mps")
     m_cfg = p.mtl
-    if m_cfg.pass_step < 1:
-        raise ConfigError(f"mtl.pass_step={m_cfg.pass_step} must be >= 1")
     if m_cfg.draws not in DRAWS:
-        raise ConfigError(f"mtl.draws={m_cfg.draws!r} must be one of {DRAWS}")
-    if m_cfg.optim.batch_size % m_cfg.pass_step:
-        raise ConfigError(f"mtl.pass_step={m_cfg.pass_step} does not divide mtl.optim.batch_size={m_cfg.optim.batch_size}")
-    if not 0.0 <= m_cfg.kd_lam <= 1.0:
-        raise ConfigError(f"mtl.kd_lam={m_cfg.kd_lam} must lie in [0, 1]")
-    if m_cfg.kd_temperature <= 0:
-        raise ConfigError(f"mtl.kd_temperature={m_cfg.kd_temperature} must be > 0")
+        problems.append(f"mtl.draws={m_cfg.draws!r} must be one of {DRAWS}")
+    if m_cfg.pass_step >= 1 and m_cfg.optim.batch_size >= 1 and m_cfg.optim.batch_size % m_cfg.pass_step:
+        problems.append(f"mtl.pass_step={m_cfg.pass_step} does not divide mtl.optim.batch_size={m_cfg.optim.batch_size}")
     for key, task in p.tasks.items():
         if task.dev is None and task.train is None:
-            raise ConfigError(f"tasks.{key}: needs a train or a dev split")
+            problems.append(f"tasks.{key}: needs a train or a dev split")
         if task.predict_with is not None and task.predict_with not in p.tasks:
-            raise ConfigError(f"tasks.{key}.predict_with={task.predict_with!r} is not a task of this profile")
+            problems.append(f"tasks.{key}.predict_with={task.predict_with!r} is not a task of this profile")
+        for split_name, split in (("train", task.train), ("dev", task.dev)):
+            if split is not None and split.limit is not None and split.limit < 1:
+                problems.append(f"tasks.{key}.{split_name}.limit={split.limit} must be >= 1 (or null for all)")
+    for key, split in m_cfg.datasets.items():
+        if split.limit is not None and split.limit < 1:
+            problems.append(f"mtl.datasets.{key}.limit={split.limit} must be >= 1 (or null for all)")
     for key, m in p.models.items():
         if (m.name_or_path is None) == (m.preset is None):
-            raise ConfigError(f"models.{key}: set exactly one of name_or_path or preset")
+            problems.append(f"models.{key}: set exactly one of name_or_path or preset")
         if m.warm_start is not None and m.preset is None:
-            raise ConfigError(f"models.{key}.warm_start applies to tiny presets only (pretrained models are pretrained)")
+            problems.append(f"models.{key}.warm_start applies to tiny presets only (pretrained models are pretrained)")
+        if m.num_layers is not None and m.num_layers < 1:
+            problems.append(f"models.{key}.num_layers={m.num_layers} must be >= 1")
+        for name in ("hidden_dropout", "attention_dropout"):
+            why = _out_of_range(getattr(m, name), 0, 1, "[)")
+            if why:
+                problems.append(f"models.{key}.{name}={getattr(m, name)!r} {why}")
+        if m.warm_start is not None:
+            for name, low, bounds in (("steps", 1, "[]"), ("lr", 0, "()"), ("batch_size", 1, "[]")):
+                why = _out_of_range(getattr(m.warm_start, name), low, None, bounds)
+                if why:
+                    problems.append(f"models.{key}.warm_start.{name}={getattr(m.warm_start, name)!r} {why}")
+    return problems
+
+
+def validate_profile(p: ProfileConfig) -> None:
+    """Raise one ConfigError listing every problem of :func:`profile_problems` (one line each)."""
+    problems = profile_problems(p)
+    if problems:
+        raise ConfigProblems(problems, f"in profile {p.name!r}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

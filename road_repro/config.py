@@ -34,8 +34,11 @@ class WarmStartConfig:
     """Smoke scale only: a stand-in for self-supervised pretraining of a randomly initialised tiny preset.
 
     Real encoders arrive pretrained; a tiny random-init one cannot learn span QA in the few hundred steps
-    the smoke scale affords. So the preset is first trained once (a cached ``warm_start`` stage) on a
-    disjoint synthetic QA stream, and every run starts from those encoder weights with fresh heads.
+    the smoke scale affords. So the preset is first trained once (a cached ``warm_start`` stage) on
+    disjoint synthetic streams, and every run starts from those encoder weights with fresh heads: phase 1,
+    ``steps`` steps of span QA on ``dataset`` alone; phase 2, ``mixture_steps`` steps at ``mixture_lr`` with
+    one pass of each ``mixture`` stream per step (one head per task type), so that the encoder also knows
+    the sentence-pair and sentence formats. ``ablations/profiles/smoke.yaml`` says why (measured).
     """
 
     dataset: str = MISSING
@@ -44,6 +47,9 @@ class WarmStartConfig:
     steps: int = 1500
     lr: float = 1e-3
     batch_size: int = 32
+    mixture: dict[str, SplitConfig] = field(default_factory=dict)
+    mixture_steps: int = 0
+    mixture_lr: float = 3e-3
 
 
 @dataclass
@@ -195,36 +201,104 @@ class MTLRow:
 
 
 @dataclass
-class TeacherSpec:
-    """A single teacher of another model for cross-model KD (blog: KD from ROaD-large into ELECTRA-base)."""
+class TeacherSource:
+    """Where a teacher's own soft targets came from, when the teacher was itself distilled (blog 4.2: a
+    ROaD-large teacher distilled from 3 ROaD-large teachers). Its teachers are plain finetunes."""
 
     model: str = MISSING
     mtl: MTLRow | None = None
+    ensemble: bool = True  # the first distill.n_teachers seeds (paper: 3), else the first seed only
+    distill: str = "kd"  # how the teacher was distilled: kd | annealing | weighted
+
+
+@dataclass
+class TeacherSpec:
+    """The teacher(s) of a row, instead of the default (same model and init, the first n_teachers seeds).
+
+    ``model`` (another size: cross-model KD, blog 4.1 / 5.1 / 6), optionally after multi-task pretraining
+    (``mtl``: a ROaD-large teacher is ROaD MTL + SQuAD 2.0 finetuning); ``ensemble``: the first
+    ``distill.n_teachers`` seeds (paper: 3) or only the first seed; ``distilled_from``: the teachers were
+    themselves distilled (blog 4.2). Teacher runs are ordinary cached stages, shared with every table.
+    """
+
+    model: str = MISSING
+    mtl: MTLRow | None = None
+    ensemble: bool = False
+    distilled_from: TeacherSource | None = None
+
+
+@dataclass
+class HiddenKDSpec:
+    """Hidden-state distillation (blog 4.3): ``weight`` x MSE between the projected student hidden states and
+    the teacher's, all layers (uniform map, embeddings to embeddings) or the last layer only. Added to the
+    row's logits objective: plain CE when the row has no ``distill``, else its KD loss. One teacher."""
+
+    weight: float = 1.0
+    last_layer_only: bool = False
+
+
+@dataclass
+class AugmentSpec:
+    """Training-data augmentation (paper Table 3): add ``negative_questions`` x (answerable questions)
+    unanswerable questions made by swapping an entity of the question (see data.augmentation)."""
+
+    negative_questions: float = 0.0
+    ner: str = "auto"  # auto (a spaCy English pipeline when installed, else the heuristic) | heuristic | spacy:<pkg>
+    seed: int = 0  # the augmented data is the same for every model seed
 
 
 @dataclass
 class RowSpec:
-    """One printed row of a table: its label as printed (joins paper_tables.csv) and how to compute it."""
+    """One printed row of a table: its label as printed (joins paper_tables.csv) and how to compute it.
+
+    ``recipe``: ``finetune`` (one run per seed), ``ensemble`` (average the teachers' dev logits) or
+    ``published`` (a number the paper quotes from another publication: shown with the published value,
+    not run). ``published: true`` on a ``finetune`` row marks a quoted number we can also run (a plain
+    finetune of a public encoder, loaded by name; a stand-in encoder at the smoke and mini scales).
+    """
 
     method: str = MISSING
-    recipe: str = "finetune"  # finetune | ensemble
+    recipe: str = "finetune"  # finetune | ensemble | published
     distill: str | None = None  # None | kd | annealing | weighted
     model: str | None = None  # profile model key; defaults to the table's
     paper_model: str | None = None  # the paper's model column, where a table has several models
     label_smoothing: float = 0.0
     mtl: MTLRow | None = None
-    teacher: TeacherSpec | None = None  # KD from one model of another size instead of same-model seeds
+    teacher: TeacherSpec | None = None
+    hidden: HiddenKDSpec | None = None
+    augment: AugmentSpec | None = None
+    published: bool = False
+
+
+@dataclass
+class ClaimSpec:
+    """A claim of the paper or blog this table supports: row ``better`` beats row ``worse`` (``kind:
+    greater``), the two are about equal (``equal``) or ``better`` is not worse (``not_worse``), on one task
+    and metric. Rows are named by their ``method`` (and ``paper_model`` where the table has several models);
+    the paper's own difference is read from paper_tables.csv."""
+
+    claim: str = MISSING  # the claim in words, as the paper or blog makes it
+    better: str = MISSING
+    worse: str = MISSING
+    dataset: str = "squad_v2"
+    metric: str = "f1"
+    paper_model: str | None = None
+    kind: str = "greater"
+
+
+CLAIM_KINDS = ("greater", "equal", "not_worse")
 
 
 @dataclass
 class TableSpec:
-    """A paper or blog table: the tasks and metrics it reports, the model, the rows."""
+    """A paper or blog table: the tasks and metrics it reports, the model, the rows, the claims."""
 
     table: str = MISSING  # id in paper_tables.csv (T5, B51, ...)
     title: str = MISSING
     model: str = "large"
     evaluate: dict[str, list[str]] = field(default_factory=dict)  # task -> metrics, e.g. squad_v2: [f1, em]
     rows: list[RowSpec] = field(default_factory=list)
+    claims: list[ClaimSpec] = field(default_factory=list)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -233,7 +307,7 @@ class TableSpec:
 
 
 DISTILL_METHODS = (None, "kd", "annealing", "weighted")
-RECIPES = ("finetune", "ensemble")
+RECIPES = ("finetune", "ensemble", "published")
 MTL_MODES = ("road", "mtdnn")
 
 
@@ -280,13 +354,43 @@ def load_table_spec(name_or_path: str) -> TableSpec:
             raise ConfigError(f"{path}: rows[{i}].recipe={row.recipe!r} is not one of {RECIPES}")
         if row.distill not in DISTILL_METHODS:
             raise ConfigError(f"{path}: rows[{i}].distill={row.distill!r} is not one of {DISTILL_METHODS}")
-        for where, mtl in ((f"rows[{i}].mtl", row.mtl), (f"rows[{i}].teacher.mtl", row.teacher and row.teacher.mtl)):
+        for where, mtl in ((f"rows[{i}].mtl", row.mtl), (f"rows[{i}].teacher.mtl", row.teacher and row.teacher.mtl),
+                           (f"rows[{i}].teacher.distilled_from.mtl",
+                            row.teacher and row.teacher.distilled_from and row.teacher.distilled_from.mtl)):
             if mtl is not None and mtl.mode not in MTL_MODES:
                 raise ConfigError(f"{path}: {where}.mode={mtl.mode!r} is not one of {MTL_MODES}")
-        if row.teacher is not None and row.distill is None:
-            raise ConfigError(f"{path}: rows[{i}] names a teacher but no distill method")
+        if row.teacher is not None and row.distill is None and row.hidden is None:
+            raise ConfigError(f"{path}: rows[{i}] names a teacher but no distill method or hidden-state KD")
+        if row.hidden is not None:
+            if row.hidden.weight <= 0:
+                raise ConfigError(f"{path}: rows[{i}].hidden.weight={row.hidden.weight} must be > 0")
+            if row.teacher is None or row.teacher.ensemble:
+                raise ConfigError(f"{path}: rows[{i}].hidden needs one teacher (teacher: {{model: ..., ensemble: false}})")
+            if row.distill in ("annealing", "weighted"):
+                raise ConfigError(f"{path}: rows[{i}].hidden combines with plain CE or distill: kd only")
+        source = row.teacher and row.teacher.distilled_from
+        if source is not None and source.distill not in DISTILL_METHODS[1:]:
+            raise ConfigError(f"{path}: rows[{i}].teacher.distilled_from.distill={source.distill!r} is not one of "
+                              f"{DISTILL_METHODS[1:]}")
+        if row.augment is not None and not 0 < row.augment.negative_questions <= 1:
+            raise ConfigError(f"{path}: rows[{i}].augment.negative_questions={row.augment.negative_questions} "
+                              "must lie in (0, 1]")
+        if not 0 <= row.label_smoothing < 1:
+            raise ConfigError(f"{path}: rows[{i}].label_smoothing={row.label_smoothing} must lie in [0, 1)")
+        if row.recipe == "published" and (row.distill or row.mtl or row.teacher or row.hidden or row.augment):
+            raise ConfigError(f"{path}: rows[{i}] is a published number (recipe: published): it has no training settings")
     if not spec.evaluate:
         raise ConfigError(f"{path}: evaluate must name at least one task and its metrics")
+    rows = {(r.method, r.paper_model) for r in spec.rows}
+    for i, claim in enumerate(spec.claims):
+        for side in ("better", "worse"):
+            if (getattr(claim, side), claim.paper_model) not in rows:
+                raise ConfigError(f"{path}: claims[{i}].{side}={getattr(claim, side)!r} (paper_model "
+                                  f"{claim.paper_model!r}) is not a row of the table")
+        if claim.metric not in spec.evaluate.get(claim.dataset, []):
+            raise ConfigError(f"{path}: claims[{i}] compares {claim.dataset} {claim.metric}, which the table does not evaluate")
+        if claim.kind not in CLAIM_KINDS:
+            raise ConfigError(f"{path}: claims[{i}].kind={claim.kind!r} is not one of {CLAIM_KINDS}")
     return spec
 
 

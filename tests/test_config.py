@@ -1,5 +1,6 @@
 """Profiles and table specs: every shipped file loads; bad settings fail early, naming the setting."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,47 @@ def test_bad_row_recipe_is_named(tmp_path: Path):
     spec.write_text("table: T5\ntitle: x\nevaluate: {squad_v2: [f1]}\nrows:\n  - {method: KD, distill: sharpened}\n")
     with pytest.raises(ConfigError, match=r"rows\[0\]\.distill='sharpened'"):
         load_table_spec(str(spec))
+
+
+def test_every_paper_and_blog_table_has_a_spec_a_notebook_and_a_place_in_reproduce_all():
+    import re
+
+    ids = {load_table_spec(t).table: t for t in TABLES}
+    assert set(ids) == set(paper_tables()["table"]), "every table id of paper_tables.csv has exactly one spec"
+    make_tables = re.search(r"^TABLES := (.*?)\n(?!\s)", (ABLATIONS_DIR.parent / "Makefile").read_text().replace(
+        "\\\n", " "), re.M | re.S).group(1).split()
+    assert sorted(make_tables) == TABLES
+    for table in TABLES:
+        assert (ABLATIONS_DIR.parent / "notebooks" / f"{table}.ipynb").is_file(), table
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_printed_number_has_a_row(table):
+    """Each (method, model) the paper prints for the table is a row of its spec (published ones included)."""
+    spec = load_table_spec(table)
+    ref = paper_tables()
+    printed = {(m, pm) for m, pm in ref[ref["table"] == spec.table][["method", "model"]].itertuples(index=False)}
+    several = len({pm for _, pm in printed}) > 1
+    rows = {(r.method, r.paper_model) if several else r.method for r in spec.rows}
+    for method, model in printed:
+        assert ((method, model) if several else method) in rows, (method, model)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("{method: x, hidden: {weight: 1.0}}", "hidden needs one teacher"),
+        ("{method: x, hidden: {weight: 0}, teacher: {model: large}}", "hidden.weight=0"),
+        ("{method: x, hidden: {}, distill: weighted, teacher: {model: large}}", "plain CE or distill: kd only"),
+        ("{method: x, augment: {negative_questions: 1.5}}", "negative_questions=1.5"),
+        ("{method: x, recipe: published, distill: kd}", "published number"),
+        ("{method: x, teacher: {model: large, distilled_from: {model: large, distill: soft}}, distill: kd}",
+         "distilled_from.distill='soft'"),
+        ("{method: x, teacher: {model: large}}", "no distill method or hidden-state KD"),
+    ],
+)
+def test_bad_rows_are_named(tmp_path, row, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"table: T5\ntitle: t\nevaluate: {{squad_v2: [f1]}}\nrows:\n  - {row}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_table_spec(str(path))

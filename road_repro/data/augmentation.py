@@ -116,15 +116,33 @@ def _load_spacy(package: str) -> Language:
     return spacy.load(package)
 
 
+def resolve_ner(ner: str, entities: Sequence[str] | None = None) -> str:
+    """What :func:`augment_negative_questions` will use for ``ner`` (``"auto"`` resolved), for run configs:
+    ``"entity pool"``, ``"heuristic"`` or ``"spacy:<package>"``. Installing a pipeline changes it."""
+    if entities is not None:
+        return ENTITY_POOL
+    if ner == "auto":
+        installed = [p for p in AUTO_PIPELINES if importlib.util.find_spec(p) is not None]
+        return f"spacy:{installed[0]}" if installed else "heuristic"
+    return ner
+
+
+def entity_pool(dataset: str) -> tuple[str, ...] | None:
+    """The entity pool of a generated (lowercase) dataset, whose questions name people from
+    :data:`road_repro.data.synthetic.NAMES`; None for real data (a recogniser finds the entities)."""
+    from road_repro.data.registry import get_dataset
+    from road_repro.data.synthetic import NAMES
+
+    return NAMES if get_dataset(dataset).generate is not None else None
+
+
 def _recogniser(ner: str | Language) -> tuple[str, Recogniser]:
     """The info name and the recogniser that ``ner`` selects (see the module docstring)."""
     if not isinstance(ner, str):
         if not (hasattr(ner, "pipe") and hasattr(ner, "meta")):
             raise ConfigError(f"augmentation ner: expected a name or a spaCy pipeline, got {type(ner).__name__}")
         return _spacy_name(ner), _spacy_recogniser(ner)
-    if ner == "auto":
-        installed = [p for p in AUTO_PIPELINES if importlib.util.find_spec(p) is not None]
-        ner = f"spacy:{installed[0]}" if installed else "heuristic"
+    ner = resolve_ner(ner)
     if ner == "heuristic":
         return HEURISTIC, _untyped(capitalised_spans)
     if ner.startswith("spacy:"):

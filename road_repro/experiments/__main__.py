@@ -21,7 +21,7 @@ import sys
 from datetime import timedelta
 
 from road_repro.errors import RoadError, TrainingError
-from road_repro.experiments.tables import check_tables, run_table
+from road_repro.experiments.tables import check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
 #: Exit status for bad input (settings, data), as for a command-line usage error.
@@ -38,10 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", default=[], help="dotlist setting, e.g. distill.lam=0.7")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--preflight", action="store_true", help="only check settings, models and data, then stop")
+    parser.add_argument("--plan", action="store_true",
+                        help="check, then list every stage the tables need (shared, cached, new) without training; "
+                             "writes <output-dir>/<profile>/plan.json for progress reports")
     parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("ROAD_DEBUG")),
                         help="show tracebacks of configuration and data errors (also ROAD_DEBUG=1)")
     args = parser.parse_args(argv)
     try:
+        if args.plan:
+            print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
+                                        args.runs_dir)))
+            return 0
         check_tables(args.tables, args.profile, args.seeds, args.override)
         if args.preflight:
             print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models and data are fine")

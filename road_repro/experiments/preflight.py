@@ -56,11 +56,14 @@ def table_problems(spec: TableSpec, profile: ProfileConfig) -> list[str]:
         elif cfg.train is None and cfg.predict_with is None:
             problems.append(f"{where}: task {task!r} has neither a train split nor predict_with")
     for i, row in enumerate(spec.rows):
-        for key in filter(None, (row.model or spec.model, row.teacher and row.teacher.model)):
+        if row.recipe == "published":
+            continue
+        source = row.teacher.distilled_from if row.teacher else None
+        for key in filter(None, (row.model or spec.model, row.teacher and row.teacher.model, source and source.model)):
             if key not in profile.models:
                 problems.append(f"{where} rows[{i}]: profile {profile.name!r} has no model {key!r} "
                                 f"(has: {sorted(profile.models)})")
-        for mtl in filter(None, (row.mtl, row.teacher and row.teacher.mtl)):
+        for mtl in filter(None, (row.mtl, row.teacher and row.teacher.mtl, source and source.mtl)):
             pass_step = mtl.pass_step or profile.mtl.pass_step
             if mtl.mode == "road" and (pass_step < 1 or profile.mtl.optim.batch_size % pass_step):
                 problems.append(f"{where} rows[{i}]: pass_step={pass_step} must be >= 1 and divide "
@@ -80,13 +83,21 @@ def table_needs(spec: TableSpec, profile: ProfileConfig) -> Needs:
             train_tasks.add(profile.tasks[task].predict_with or task)
     needs.tasks |= train_tasks & set(profile.tasks)
     for row in spec.rows:
+        if row.recipe == "published":
+            continue
         student = row.model or spec.model
         needs.models.add(student)
-        if row.teacher is not None:
-            needs.models.add(row.teacher.model)
-            if row.teacher.model != student:
-                needs.cross_model.add((student, row.teacher.model))
-        if row.mtl is not None or (row.teacher is not None and row.teacher.mtl is not None):
+        chain = [(student, row.teacher and row.teacher.model),
+                 (row.teacher and row.teacher.model, row.teacher and row.teacher.distilled_from and
+                  row.teacher.distilled_from.model)]
+        for pupil, teacher in chain:
+            if teacher:
+                needs.models.add(teacher)
+                if teacher != pupil:
+                    needs.cross_model.add((pupil, teacher))
+        mtls = [row.mtl, row.teacher and row.teacher.mtl, row.teacher and row.teacher.distilled_from and
+                row.teacher.distilled_from.mtl]
+        if any(mtls):
             needs.tasks |= {mtl_task(name) for name in profile.mtl.datasets}
     return needs
 

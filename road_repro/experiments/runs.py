@@ -85,14 +85,46 @@ def _artifact_sums(path: Path) -> dict[str, str]:
     }
 
 
-class RunStore:
-    """A folder of cached runs."""
+@dataclass(frozen=True)
+class PlannedStage:
+    """A stage a dry run found: its kind, run id, whether a finished run is on disk, and for what."""
 
-    def __init__(self, root: Path):
+    kind: str
+    run_id: str
+    cached: bool
+    context: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Overall progress of a planned multi-table run: how many of its planned stages are finished on disk."""
+
+    run_ids: frozenset[str]
+    started: float
+
+    def line(self, root: Path) -> str:
+        done = sum((root / run_id / "DONE").is_file() for run_id in self.run_ids)
+        minutes, seconds = divmod(int(time.time() - self.started), 60)
+        return f"stages {done}/{len(self.run_ids)} done, {minutes}m{seconds:02d}s elapsed"
+
+
+class RunStore:
+    """A folder of cached runs.
+
+    ``dry=True`` computes nothing: :meth:`run` records each stage in :attr:`plan` (with whether a finished
+    run is already on disk) and returns a placeholder with no metrics, so a whole table's stages, with their
+    real run ids, can be planned without training.
+    """
+
+    def __init__(self, root: Path, dry: bool = False):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.dry = dry
+        if not dry:
+            self.root.mkdir(parents=True, exist_ok=True)
         self._seen: dict[str, Run] = {}  # runs verified by this process (checksumming large weights is slow)
         self.context = ""  # what the console lines are for, e.g. the table being computed
+        self.plan: list[PlannedStage] = []
+        self.progress: Progress | None = None  # set when a plan of several tables is being worked through
 
     def run_id(self, kind: str, config: dict[str, Any]) -> str:
         return f"{kind}-{config_hash({'kind': kind, **config})[:16]}"
@@ -127,15 +159,27 @@ class RunStore:
         return None
 
     def _say(self, message: str, *args: Any) -> None:
-        logger.info("%s" + message, f"[{self.context}] " if self.context else "", *args)
+        overall = f" ({self.progress.line(self.root)})" if self.progress else ""
+        logger.info("%s" + message + "%s", f"[{self.context}] " if self.context else "", *args, overall)
 
     def run(self, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
         """Return the cached run for ``config`` or compute it with ``fn(run_dir) -> metrics`` and cache it."""
         run_id = self.run_id(kind, config)
         if run_id in self._seen:
             return self._seen[run_id]
+        if self.dry:
+            self.plan.append(PlannedStage(kind, run_id, self._done_marker(run_id, config), self.context))
+            self._seen[run_id] = run = Run(run_id, self.root / run_id, config, {})
+            return run
         self._seen[run_id] = run = self._run(run_id, kind, config, fn)
         return run
+
+    def _done_marker(self, run_id: str, config: dict[str, Any]) -> bool:
+        """A DONE marker for this config is on disk (the cheap check of a plan; files are verified at run time)."""
+        try:
+            return json.loads((self.root / run_id / "DONE").read_text()).get("config_hash") == config_hash(config)
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def _run(self, run_id: str, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
         """Under torchrun, rank 0 holds the lock and decides; every rank computes (DDP); rank 0 writes."""

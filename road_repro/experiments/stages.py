@@ -20,7 +20,7 @@ import random
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,7 +28,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from road_repro.config import ModelConfig, OptimConfig, ProfileConfig, SplitConfig, TaskConfig, to_dict
+from road_repro.config import (
+    AugmentSpec, HiddenKDSpec, ModelConfig, OptimConfig, ProfileConfig, SplitConfig, TaskConfig, to_dict,
+)
+from road_repro.data.augmentation import augment_negative_questions, entity_pool, resolve_ner
 from road_repro.data.features import features_fingerprint, pair_features, qa_features
 from road_repro.data.mixing import MtdnnSampler, RoadSampler
 from road_repro.data.registry import get_dataset, load_examples
@@ -46,6 +49,7 @@ from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
 from road_repro.models.encoder import load_tokenizer, tokenization_difference
 from road_repro.models.model import RoadModel, build_model, load_weights, save_weights
+from road_repro.train.hidden_kd import attach_hidden_kd, make_hidden_kd_loss_fn
 from road_repro.train.loop import EpochBatches, Pass, predict, resolve_device, train
 from road_repro.train.objectives import Objective, pass_losses
 
@@ -69,6 +73,14 @@ def set_seed(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _drop_padding(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A span batch without its all-padding columns (warm start only: no target or teacher logit is there)."""
+    if "start_positions" not in batch or "teacher_start_logits" in batch:
+        return batch
+    width = int(batch["attention_mask"].sum(1).max())
+    return {k: v[:, :width] if k in ("input_ids", "attention_mask", "token_type_ids") else v for k, v in batch.items()}
+
+
 def teacher_keys(data: TaskData) -> tuple[str, ...]:
     """The head outputs a teacher caches for a task."""
     return ("start_logits", "end_logits") if data.is_span else ("logits",)
@@ -77,9 +89,9 @@ def teacher_keys(data: TaskData) -> tuple[str, ...]:
 class Experiment:
     """Everything a table needs to run stages at one scale: the profile, the run store, loaded data."""
 
-    def __init__(self, profile: ProfileConfig, runs_dir: Path, progress: bool = True):
+    def __init__(self, profile: ProfileConfig, runs_dir: Path, progress: bool = True, dry: bool = False):
         self.profile = profile
-        self.store = RunStore(runs_dir)
+        self.store = RunStore(runs_dir, dry=dry)  # dry: plan the stages (real run ids), train nothing
         self.progress = progress and profile.runtime.progress
         self._tasks: dict[tuple[str, str, str], TaskData] = {}
         self._examples: dict[tuple[str, str, int | None], list] = {}
@@ -135,8 +147,8 @@ class Experiment:
             self._examples[key] = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit)
         return self._examples[key]
 
-    def _split(self, cfg: SplitConfig, model_key: str) -> Split:
-        examples = self.examples(cfg)
+    def _split(self, cfg: SplitConfig, model_key: str, examples: list | None = None) -> Split:
+        examples = self.examples(cfg) if examples is None else examples
         tok, f = self.tokenizer(model_key), self.profile.features
         if get_dataset(cfg.dataset).task == "mrc":
             settings = dict(max_seq_length=f.max_seq_length, doc_stride=f.doc_stride, max_query_length=f.max_query_length)
@@ -145,25 +157,36 @@ class Experiment:
             features = pair_features(examples, tok, max_seq_length=f.max_pair_length)
         return Split(examples, features, features_fingerprint(features, examples))
 
-    def task(self, name: str, model_key: str) -> TaskData:
-        """Load and tokenize a task (or an MTL dataset) once per (task, tokenizer) in this process."""
+    def task(self, name: str, model_key: str, augment: AugmentSpec | None = None) -> TaskData:
+        """Load and tokenize a task (or an MTL dataset) once per (task, tokenizer, augmentation) in this process.
+
+        ``augment`` adds negative questions to the training split (paper Table 3); dev is never augmented.
+        """
         cfg = self.task_config(name)
-        key = (name, model_key, config_hash(to_dict(cfg)))
+        key = (name, model_key, config_hash({"data": to_dict(cfg), "augment": to_dict(augment) if augment else None}))
         if key not in self._tasks:
             splits = [s for s in (cfg.train, cfg.dev) if s is not None]
             types = {get_dataset(s.dataset).task for s in splits}
             if len(types) != 1:
                 raise ConfigError(f"task {name!r}: its splits mix task types {sorted(types)}")
+            task_type = types.pop()
+            train = None
+            if cfg.train is not None:
+                examples = self.examples(cfg.train)
+                if augment is not None:
+                    if task_type != "mrc":
+                        raise ConfigError(f"task {name!r}: negative-question augmentation applies to span QA only")
+                    examples, _ = augment_negative_questions(examples, augment.negative_questions, augment.seed,
+                                                             augment.ner, entity_pool(cfg.train.dataset))
+                train = self._split(cfg.train, model_key, examples)
             self._tasks[key] = TaskData(
-                name, types.pop(),
-                self._split(cfg.train, model_key) if cfg.train else None,
-                self._split(cfg.dev, model_key) if cfg.dev else None,
+                name, task_type, train, self._split(cfg.dev, model_key) if cfg.dev else None,
                 self.tokenizer(model_key).pad_token_id or 0, self.profile.features,
             )
         return self._tasks[key]
 
-    def _base_config(self, task: str, model_key: str) -> dict[str, Any]:
-        data = self.task(task, model_key)
+    def _base_config(self, task: str, model_key: str, augment: AugmentSpec | None = None) -> dict[str, Any]:
+        data = self.task(task, model_key, augment)
         return {
             "task": task, "data": to_dict(self.task_config(task)),
             "train_fingerprint": data.train.fingerprint if data.train else None,
@@ -183,9 +206,10 @@ class Experiment:
         return model
 
     def _train(self, model: RoadModel, step_source, objective: Objective, steps: int, optim: OptimConfig,
-               path: Path, desc: str) -> list[dict[str, float]]:
+               path: Path, desc: str, loss_fn=None) -> list[dict[str, float]]:
+        """Train with ``objective`` (or a ready ``loss_fn``, e.g. hidden-state KD) and save the weights."""
         result = train(
-            model, step_source, lambda out, p, prog: pass_losses(objective, out, p.batch, prog), steps, optim,
+            model, step_source, loss_fn or (lambda out, p, prog: pass_losses(objective, out, p.batch, prog)), steps, optim,
             num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
             checkpoint_dir=path / CHECKPOINTS, checkpoint_every=self.profile.runtime.checkpoint_every,
             progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
@@ -223,61 +247,130 @@ class Experiment:
     # -- stages ---------------------------------------------------------------------------------------------
 
     def warm_start(self, model_key: str) -> Run | None:
-        """Smoke scale: train a tiny preset's encoder once on a disjoint synthetic stream (see WarmStartConfig)."""
+        """Smoke scale: train a tiny preset's encoder once on disjoint synthetic streams (see WarmStartConfig).
+
+        Phase 1 trains span QA alone on ``dataset``; phase 2 (``mixture_steps`` > 0) takes one pass of every
+        ``mixture`` stream per step, one head per task type. Span batches drop their all-padding columns
+        (the one-fact stream fills a third of ``max_seq_length``), which halves the cost of a step. The run
+        config holds a fingerprint of every stream's examples, so a changed generator means a new warm start.
+        """
         cfg = self.model_config(model_key)
         ws = cfg.warm_start
         if ws is None:
             return None
+        memo = self.__dict__.setdefault("_warm_starts", {})
+        if model_key in memo:
+            return memo[model_key]
+        first = SplitConfig(ws.dataset, ws.split, ws.limit)
+        if get_dataset(ws.dataset).task != "mrc":
+            raise ConfigError(f"warm_start.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
+        if ws.mixture_steps < 0 or (ws.mixture_steps > 0) != bool(ws.mixture):
+            raise ConfigError(f"models.{model_key}.warm_start: mixture_steps={ws.mixture_steps} needs a non-empty "
+                              f"mixture (and a mixture needs mixture_steps > 0)")
+        streams = {ws.dataset: first, **ws.mixture}
         config = {"stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
-                  "precision": self.profile.runtime.precision}
+                  "precision": self.profile.runtime.precision,
+                  "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
+
+        def run_phase(model: RoadModel, step_source, steps: int, lr: float, checkpoints: Path, desc: str):
+            optim = replace(self.profile.finetune, lr=lr, batch_size=ws.batch_size, layerwise_lr_decay=1.0)
+            return train(
+                model, step_source, lambda out, p, prog: pass_losses(Objective(), out, p.batch, prog), steps, optim,
+                num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
+                checkpoint_dir=checkpoints, checkpoint_every=self.profile.runtime.checkpoint_every,
+                progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
+            ).log
 
         def make(path: Path) -> dict[str, Any]:
             set_seed(0)
-            model = build_model(cfg, len(self.tokenizer(model_key)), {"mrc": "span"})
-            split = self._split(SplitConfig(ws.dataset, ws.split, ws.limit), model_key)
-            if get_dataset(ws.dataset).task != "mrc":
-                raise ConfigError(f"warm_start.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
-            keep = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
-                    if k in split.features]
-            batches = EpochBatches(len(split), ws.batch_size, seed=0)
-            optim = replace(self.profile.finetune, lr=ws.lr, batch_size=ws.batch_size, layerwise_lr_decay=1.0)
-            log = self._train(model, lambda step: [Pass("mrc", ws.dataset, {k: split.features[k][batches(step)] for k in keep})],
-                              Objective(), ws.steps, optim, path, f"warm start {model_key}")
-            return {"steps": ws.steps, "final_loss": log[-1]["total"]}
+            pad = self.tokenizer(model_key).pad_token_id or 0
+            data = {name: TaskData(name, get_dataset(s.dataset).task, self._split(s, model_key), None, pad,
+                                   self.profile.features) for name, s in streams.items()}
+            batches = {name: EpochBatches(len(d.train), ws.batch_size, seed=i) for i, (name, d) in enumerate(data.items())}
 
-        return self.store.run("warm_start", config, make)
+            def passes(names) -> Callable[[int], list[Pass]]:
+                return lambda step: [Pass(data[n].task_type, n, _drop_padding(data[n].batch(data[n].train, batches[n](step))))
+                                     for n in names]
+
+            model = build_model(cfg, len(self.tokenizer(model_key)), {"mrc": "span"})
+            metrics: dict[str, Any] = {"steps": ws.steps}
+            log = run_phase(model, passes([ws.dataset]), ws.steps, ws.lr, path / CHECKPOINTS / "phase1",
+                            f"warm start {model_key}")
+            metrics["final_loss"] = log[-1]["total"]
+            if ws.mixture_steps:
+                heads = {d.task_type: head_kind(d.task_type) for n, d in data.items() if n in ws.mixture}
+                mixed = build_model(cfg, len(self.tokenizer(model_key)), {"mrc": "span", **heads})
+                mixed.encoder.load_state_dict(model.encoder.state_dict())
+                mixed.heads["mrc"].load_state_dict(model.heads["mrc"].state_dict())
+                model = mixed
+                log += run_phase(model, passes(list(ws.mixture)), ws.mixture_steps, ws.mixture_lr,
+                                 path / CHECKPOINTS / "phase2", f"warm start {model_key} (mixture)")
+                metrics.update(mixture_steps=ws.mixture_steps, mixture_final_loss=log[-1]["total"])
+            atomic_write_json(path / "train_log.json", log)
+            atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))
+            atomic_write(path / "encoder.safetensors", lambda tmp: save_weights(model.encoder, tmp))
+            return metrics
+
+        memo[model_key] = self.store.run("warm_start", config, make)
+        return memo[model_key]
+
+    def _warm_start_id(self, model_key: str, init: Run | None) -> str | None:
+        """The warm-start stage a model starts from when no earlier stage (``init``) provides its encoder."""
+        ws = self.warm_start(model_key) if init is None else None
+        return ws.run_id if ws else None
 
     def finetune(
         self, task: str, model_key: str, seed: int, objective: Objective = Objective(),
         teachers: tuple[Run, ...] = (), init: Run | None = None, epochs: float | None = None,
-        teacher_model: str | None = None,
+        teacher_model: str | None = None, hidden: HiddenKDSpec | None = None, augment: AugmentSpec | None = None,
     ) -> Run:
         """Finetune (and, with teachers, distil) one model on ``task`` from ``init``'s encoder or the pretrained one.
 
         ``teacher_model`` is the teachers' model key when it differs from ``model_key`` (cross-model KD).
+        ``hidden``: hidden-state KD from the one teacher, added to the logits objective (blog 4.3); the teacher
+        runs inside each step. ``augment``: negative questions added to the training split (paper Table 3).
         """
-        if (objective.distill is None) != (not teachers):
-            raise ConfigError(f"objective {objective.distill!r} needs teachers exactly when it distils")
+        if objective.distill is not None and not teachers:
+            raise ConfigError(f"objective {objective.distill!r} needs teachers")
+        if teachers and objective.distill is None and hidden is None:
+            raise ConfigError("teachers given but neither a distill objective nor hidden-state KD")
+        if hidden is not None and len(teachers) != 1:
+            raise ConfigError(f"hidden-state KD needs exactly one teacher, got {len(teachers)}")
+        if augment is not None and objective.distill is not None:
+            raise ConfigError("negative-question augmentation with KD is not supported (soft targets cover the "
+                              "original training features only)")
         optim = self.profile.finetune if epochs is None else replace(self.profile.finetune, epochs=epochs)
         config = {
-            "stage": "finetune", **self._base_config(task, model_key), "optim": to_dict(optim), "seed": seed,
+            "stage": "finetune", **self._base_config(task, model_key, augment), "optim": to_dict(optim), "seed": seed,
             "objective": objective.settings(), "teachers": [t.run_id for t in teachers],
             "weighted_w": self.profile.distill.w if objective.distill == "weighted" else None,
-            "init": init.run_id if init else None,
+            "init": init.run_id if init else None, "warm_start": self._warm_start_id(model_key, init),
         }
+        if hidden is not None:
+            config["hidden_kd"] = to_dict(hidden)
+        if augment is not None:
+            config["augment"] = {**to_dict(augment), "ner": resolve_ner(augment.ner, entity_pool(
+                self.task_config(task).train.dataset))}
 
         def make(path: Path) -> dict[str, Any]:
-            data = self.task(task, model_key)
+            data = self.task(task, model_key, augment)
             if data.train is None:
                 raise ConfigError(f"task {task!r} has no train split to finetune on")
             set_seed(seed)
             model = self._new_model(model_key, {data.task_type: head_kind(data.task_type)}, init)
-            extra = self._teacher_targets(task, teacher_model or model_key, model_key, objective, teachers) if teachers else {}
+            extra = (self._teacher_targets(task, teacher_model or model_key, model_key, objective, teachers)
+                     if objective.distill else {})
+            loss_fn = None
+            if hidden is not None:
+                teacher = self._load_finished(teachers[0], teacher_model or model_key, self.task(task, teacher_model or model_key))
+                loss_fn = make_hidden_kd_loss_fn(objective, attach_hidden_kd(model, teacher, hidden.last_layer_only),
+                                                 teacher, hidden.weight)
             batches = EpochBatches(len(data.train), optim.batch_size, seed)
             total = optim.steps or math.ceil(optim.epochs * batches.steps_per_epoch)
             log = self._train(
                 model, lambda step: [Pass(data.task_type, task, data.batch(data.train, batches(step), extra))],
-                objective, total, optim, path, f"{task} seed {seed} {objective.distill or 'ce'}",
+                objective, total, optim, path,
+                f"{task} seed {seed} {objective.distill or 'ce'}{' + hidden-state KD' if hidden else ''}", loss_fn,
             )
             metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"]}
             if data.dev is not None:
@@ -332,7 +425,8 @@ class Experiment:
         return {"teacher_logits": mean_teacher_logits(stacked["logits"])}
 
     def ensemble(self, task: str, model_key: str, teachers: tuple[Run, ...]) -> Run:
-        """Score the ensemble that averages the teachers' dev logits."""
+        """Score the ensemble that averages the members' dev logits (finetune runs, or ``predict`` runs for a
+        task scored through another task's models, e.g. NewsQA through the SQuAD 2.0 models)."""
         config = {"stage": "ensemble", "teachers": [t.run_id for t in teachers], **self._base_config(task, model_key)}
 
         def make(path: Path) -> dict[str, Any]:
@@ -351,7 +445,9 @@ class Experiment:
             if source.task_type != target.task_type:
                 raise ConfigError(f"cannot predict {task!r} ({target.task_type}) with a {source.task_type} model")
             model = self._load_finished(run, model_key, source)
-            return self._score(target, self._predict(model, target, target.dev), path)
+            logits = self._predict(model, target, target.dev)
+            atomic_write(path / "dev_logits.safetensors", lambda tmp: save_file(logits, str(tmp)))
+            return self._score(target, logits, path)
 
         return self.store.run("predict", config, make)
 
@@ -379,7 +475,7 @@ class Experiment:
             "fingerprints": {n: data[n].train.fingerprint for n in names},
             "model": to_dict(self.model_config(model_key)), "features": to_dict(self.profile.features),
             "optim": to_dict(m.optim), "seed": m.seed, "precision": self.profile.runtime.precision,
-            "teachers": {n: t.run_id for n, t in teachers.items()},
+            "teachers": {n: t.run_id for n, t in teachers.items()}, "warm_start": self._warm_start_id(model_key, None),
             "kd_settings": {"temperature": m.kd_temperature, "lam": m.kd_lam, "t2_scale": objective.t2_scale} if kd else None,
         }
 

@@ -11,8 +11,10 @@ number can be traced to ``runs/<run_id>/config.json`` (resolved config, seed, ve
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,9 +23,9 @@ import pandas as pd
 from road_repro.config import (
     ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, to_dict, validate_profile,
 )
-from road_repro.errors import ConfigError, ConfigProblems, RoadError
+from road_repro.errors import ConfigProblems, RoadError
 from road_repro.experiments.preflight import PreflightError, preflight
-from road_repro.experiments.runs import Run, provenance
+from road_repro.experiments.runs import Progress, Run, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
 from road_repro.log import console
@@ -51,11 +53,30 @@ class TableRunner:
     def _init(self, model_key: str, mtl) -> Run | None:
         return self.exp.mtl(model_key, mtl.mode, mtl.pass_step, mtl.kd, mtl.steps_fraction) if mtl else None
 
+    def _objective(self, distill: str | None, label_smoothing: float = 0.0) -> Objective:
+        d = self.p.distill
+        return Objective(distill, d.temperature, d.lam, d.t2_scale, label_smoothing)
+
+    def _seeds(self, ensemble: bool) -> list[int]:
+        """The teachers' seeds: the first ``distill.n_teachers`` (paper: 3), or only the first."""
+        return self.p.seeds[: self.p.distill.n_teachers] if ensemble else self.p.seeds[:1]
+
     def _teachers(self, row: RowSpec, task: str, model_key: str, init: Run | None) -> tuple[Run, ...]:
-        if row.teacher is not None:
-            t_init = self._init(row.teacher.model, row.teacher.mtl)
-            return (self.exp.finetune(task, row.teacher.model, self.p.seeds[0], init=t_init),)
-        return tuple(self.exp.finetune(task, model_key, s, init=init) for s in self.p.seeds[: self.p.distill.n_teachers])
+        """The row's teachers on ``task``: by default the same model and init at the first n_teachers seeds
+        (Table 5: the teachers are the single-model runs); or ``row.teacher``'s model, init and seeds,
+        themselves distilled when ``distilled_from`` says so (blog 4.2). All are shared cached stages."""
+        t = row.teacher
+        if t is None:
+            return tuple(self.exp.finetune(task, model_key, s, init=init) for s in self._seeds(True))
+        t_init = self._init(t.model, t.mtl)
+        src = t.distilled_from
+        if src is None:
+            return tuple(self.exp.finetune(task, t.model, s, init=t_init) for s in self._seeds(t.ensemble))
+        src_init = self._init(src.model, src.mtl)
+        sources = tuple(self.exp.finetune(task, src.model, s, init=src_init) for s in self._seeds(src.ensemble))
+        return tuple(self.exp.finetune(task, t.model, s, self._objective(src.distill), sources, t_init,
+                                       teacher_model=src.model if src.model != t.model else None)
+                     for s in self._seeds(t.ensemble))
 
     def _tidy(self, row_no: int, row: RowSpec, task: str, seed: int | None, run: Run) -> list[dict[str, Any]]:
         return [
@@ -66,23 +87,27 @@ class TableRunner:
         ]
 
     def row(self, row_no: int, row: RowSpec) -> list[dict[str, Any]]:
-        model_key, d = row.model or self.spec.model, self.p.distill
+        """Compute one row: its runs for every task of the table, as tidy records (none for a published row)."""
+        if row.recipe == "published":
+            return []
+        model_key = row.model or self.spec.model
         init = self._init(model_key, row.mtl)
-        objective = Objective(row.distill, d.temperature, d.lam, d.t2_scale, row.label_smoothing)
-        teacher_model = row.teacher.model if row.teacher else None
+        objective = self._objective(row.distill, row.label_smoothing)
+        teacher_model = row.teacher.model if row.teacher and row.teacher.model != model_key else None
         records: list[dict[str, Any]] = []
         for task in self.spec.evaluate:
             source = self.p.tasks[task].predict_with
             train_task = source or task
             if row.recipe == "ensemble":
-                if source:
-                    raise ConfigError(f"table {self.spec.table}: an ensemble row cannot score {task!r} through {source!r}")
-                run = self.exp.ensemble(task, model_key, self._teachers(row, task, model_key, init))
-                records += self._tidy(row_no, row, task, None, run)
+                members = self._teachers(row, train_task, model_key, init)
+                if source:  # e.g. NewsQA: each member's predictions through the SQuAD 2.0 model
+                    members = tuple(self.exp.predict(m, source, task, model_key) for m in members)
+                records += self._tidy(row_no, row, task, None, self.exp.ensemble(task, model_key, members))
                 continue
-            teachers = self._teachers(row, train_task, model_key, init) if row.distill else ()
+            teachers = self._teachers(row, train_task, model_key, init) if row.distill or row.hidden else ()
             for seed in self.p.seeds:
-                run = self.exp.finetune(train_task, model_key, seed, objective, teachers, init, teacher_model=teacher_model)
+                run = self.exp.finetune(train_task, model_key, seed, objective, teachers, init,
+                                        teacher_model=teacher_model, hidden=row.hidden, augment=row.augment)
                 if source:
                     run = self.exp.predict(run, source, task, model_key)
                 records += self._tidy(row_no, row, task, seed, run)
@@ -124,6 +149,62 @@ def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[
                               for problem, names in found.items()])
 
 
+def plan_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[int] | None = None,
+                overrides: Sequence[str] = (), output_dir: str | Path = "results",
+                runs_dir: str | Path | None = None) -> dict[str, Any]:
+    """The stages every table needs, with their real run ids, computed without training (a dry run).
+
+    Tables are planned in the order given; a stage an earlier table needs is *shared*, one already finished
+    on disk is *cached*, the rest are *new*. The union of all tables' stages is what a full run computes
+    once. Written to ``<output_dir>/<profile>/plan.json``, which :func:`run_table` reads to report overall
+    progress (stages finished / planned, elapsed time).
+    """
+    check_tables(tables, profile, seeds, overrides)
+    runs = Path(runs_dir) if runs_dir else Path(output_dir) / "runs"
+    seen: dict[str, str] = {}  # run id -> kind
+    report: dict[str, Any] = {"profile": profile, "started": time.time(), "tables": {}}
+    for table in tables:
+        spec = load_table_spec(table)
+        exp = Experiment(_profile(profile, overrides, spec, seeds), runs, progress=False, dry=True)
+        exp.store.context = table
+        runner = TableRunner(exp, spec)
+        for i, row in enumerate(spec.rows, start=1):
+            runner.row(i, row)
+        stages = exp.store.plan
+        shared = [st for st in stages if st.run_id in seen]
+        cached = [st for st in stages if st.run_id not in seen and st.cached]
+        report["tables"][table] = {"stages": [st.run_id for st in stages], "shared": len(shared),
+                                   "cached": len(cached), "new": len(stages) - len(shared) - len(cached),
+                                   "kinds": dict(Counter(st.kind for st in stages))}
+        seen.update({st.run_id: st.kind for st in stages})
+        report.setdefault("cached_ids", []).extend(st.run_id for st in cached)
+    report["run_ids"] = list(seen)
+    report["kinds"] = dict(Counter(seen.values()))
+    atomic_write_json(Path(output_dir) / load_profile(profile, overrides).name / "plan.json", report)
+    return report
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """The plan as a few lines for the console."""
+    lines = [f"plan at the {plan['profile']} scale: {len(plan['run_ids'])} stages in all "
+             f"({', '.join(f'{n} {k}' for k, n in sorted(plan['kinds'].items()))}), "
+             f"{len(plan.get('cached_ids', []))} already finished"]
+    for k, (table, t) in enumerate(plan["tables"].items(), start=1):
+        lines.append(f"  [{k}/{len(plan['tables'])}] {table}: {len(t['stages'])} stages: {t['new']} new, "
+                     f"{t['shared']} shared with earlier tables, {t['cached']} cached")
+    return "\n".join(lines)
+
+
+def _progress(output_dir: str | Path, profile: ProfileConfig) -> Progress | None:
+    """Overall progress from the plan of a multi-table run (``make reproduce-all``), if one was written."""
+    path = Path(output_dir) / profile.name / "plan.json"
+    try:
+        plan = json.loads(path.read_text())
+        return Progress(frozenset(plan["run_ids"]), float(plan["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _profile(profile: str, overrides: Sequence[str], spec: TableSpec, seeds: Sequence[int] | None) -> ProfileConfig:
     prof = load_profile(profile, overrides, spec)
     if seeds is not None:
@@ -146,6 +227,7 @@ def run_table(
     Finished stages are reused from ``runs_dir`` (default ``<output_dir>/runs``), so re-running is cheap
     and tables that share a stage (teachers, MTL checkpoints) train it once.
     """
+    from road_repro.report.claims import evaluate_claims
     from road_repro.report.plots import plot_table
     from road_repro.report.summary import summarize
 
@@ -154,6 +236,7 @@ def run_table(
     out = Path(output_dir) / prof.name
     exp = Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress)
     exp.store.context = f"{table} {prof.name}"
+    exp.store.progress = _progress(output_dir, prof)
     runner = TableRunner(exp, spec)
     started = time.time()
     log = console()
@@ -163,6 +246,7 @@ def run_table(
     summary = summarize(frame, spec)
     atomic_write_csv(out / f"{table}_summary.csv", summary)
     plot_table(frame, spec, prof, out / f"{table}.png")
+    atomic_write_csv(out / f"{table}_claims.csv", evaluate_claims(frame, spec))
     atomic_write_json(out / f"{table}.json", {
         "table": spec.table, "name": table, "title": spec.title, "profile": to_dict(prof),
         "overrides": list(overrides), "seeds": prof.seeds, "evaluate": spec.evaluate, "metrics": spec.metrics,

@@ -1,62 +1,30 @@
-"""The HTML report: every table computed at a scale, paper vs reproduced, with seeds, spread and provenance.
+"""The HTML report: every table of the paper and the blog at a scale, paper vs reproduced, with seeds,
+spread, claim verdicts and provenance.
 
-``results/<profile>/report/index.html`` is rebuilt from the tables' CSV/JSON files, so it always shows
-what is on disk. Smoke-scale pages carry a banner saying they are a pipeline check, not a reproduction.
+``results/<profile>/report/`` is rebuilt from the tables' CSV/JSON files, so it always shows what is on
+disk: ``index.html`` (all 12 tables: status, compute, claim counts; for mini/paper a plot of every number's
+difference to the paper), ``<table>.html`` per computed table, ``profile.html``, and the executed notebooks
+as HTML. Links are relative (file system or static host). Smoke-scale pages carry a banner saying they
+are a pipeline check, not a reproduction.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from html import escape
 from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, select_autoescape
 
+from road_repro.config import ABLATIONS_DIR, load_table_spec
 from road_repro.io import atomic_write_text
+from road_repro.report.plots import plot_drift
 from road_repro.report.floors import FLOOR_PROFILES, FloorMiss, check_table_files
 from road_repro.report.summary import wide_view
-
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>road-repro report — {{ profile }}</title>
-<style>
- body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
- table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
- th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
- th { background: #f3f3f3; }
- .banner { background: #fff3cd; border: 1px solid #e0b000; padding: 0.8em 1em; font-weight: 600; }
- .prov { font-size: 0.85em; color: #555; }
- .floor { background: #f8d7da; border: 1px solid #c0392b; padding: 0.8em 1em; }
- .floor-ok { color: #1e7b34; }
- img { max-width: 100%; border: 1px solid #ddd; }
-</style></head><body>
-<h1>ROaD reproduction report — <code>{{ profile }}</code> scale</h1>
-{% if banner %}<p class="banner">{{ banner }}</p>{% endif %}
-<p>Each table shows our mean ± sample standard deviation over seeds (n runs) beside the number printed in the
-paper or blog. Per-seed values are in the linked CSV; every row names the run that produced it.</p>
-{% if checked %}{% if misses %}<div class="floor"><strong>⚠ Learning-floor check: {{ misses | length }} row(s) did not
-learn</strong> (accuracy must exceed chance + 25 points; span QA F1 the all-no-answer F1 + 15 and answerable F1 50):
-<ul>{% for m in misses %}<li>{{ m.message() }}</li>{% endfor %}</ul></div>
-{% else %}<p class="floor-ok">✓ Learning-floor check: every row of every table clears its floor (accuracy above chance + 25
-points; span QA F1 above the all-no-answer F1 + 15 and answerable F1 above 50).</p>{% endif %}{% endif %}
-<ul>{% for t in tables %}<li><a href="#{{ t.name }}">{{ t.table }} — {{ t.title }}</a>{% if t.misses %} <strong>⚠ {{ t.misses | length }} below floor</strong>{% endif %}</li>{% endfor %}</ul>
-{% for t in tables %}
-<h2 id="{{ t.name }}">{{ t.table }} — {{ t.title }}</h2>
-{% if banner %}<p class="banner">{{ banner }}</p>{% endif %}
-{% if t.misses %}<div class="floor"><strong>⚠ Below the learning floor:</strong><ul>{% for m in t.misses %}<li>{{ m.message() }}</li>{% endfor %}</ul></div>{% endif %}
-{{ t.wide | safe }}
-<details><summary>Full summary (all metrics, paper and difference)</summary>{{ t.summary | safe }}</details>
-<p><img alt="{{ t.table }} plot" src="data:image/png;base64,{{ t.png }}"></p>
-<p class="prov"><b>Settings:</b> {{ t.settings }}</p>
-<p class="prov">Seeds: {{ t.seeds }}{% for task, value in t.baseline.items() %} · all-no-answer baseline F1 on {{ task }}: {{ '%.2f' % value }}{% endfor %}
- · data: {{ t.data }} · git {{ t.prov.git }} · torch {{ t.prov.torch }} · transformers {{ t.prov.transformers }}
- · device {{ t.prov.device }} · {{ t.seconds }} s · finished {{ t.finished }}
- · files: <a href="../{{ t.name }}.csv">{{ t.name }}.csv</a>, <a href="../{{ t.name }}_summary.csv">{{ t.name }}_summary.csv</a></p>
-{% endfor %}
-<h2>Profile</h2><pre>{{ profile_yaml }}</pre>
-</body></html>
-"""
-
+from road_repro.report.templates import BASE, INDEX, PROFILE, TABLE
+from road_repro.report.verdicts import rule_text
 
 def settings_line(profile: dict) -> str:
     """The method settings a reader needs to judge a table's numbers (KD, the T² factor, MTL draws, ...)."""
@@ -69,10 +37,84 @@ def settings_line(profile: dict) -> str:
             f" · SQuAD answer selection: {f.get('answer_selection', 'reference')}")
 
 
-def _table_context(folder: Path, meta_path: Path) -> dict:
-    meta = json.loads(meta_path.read_text())
+def table_metas(folder: Path) -> list[dict]:
+    """The ``<table>.json`` files ``run_table`` wrote in ``folder`` (not the plan or other JSON)."""
+    metas = []
+    for path in sorted(folder.glob("*.json")):
+        meta = json.loads(path.read_text())
+        if isinstance(meta, dict) and {"table", "name", "evaluate"} <= set(meta):
+            metas.append(meta)
+    return metas
+
+
+def _status(meta: dict, frame: pd.DataFrame) -> str:
+    """complete: a finite value for every run row x task x metric of the spec; partial otherwise."""
+    spec = load_table_spec(meta["name"])
+    for i, row in enumerate(spec.rows, start=1):
+        if row.recipe == "published":
+            continue
+        for task, metrics in spec.evaluate.items():
+            for metric in metrics:
+                values = frame[(frame["row"] == i) & (frame["dataset"] == task) & (frame["metric"] == metric)]["value"]
+                if values.empty or not values.notna().all():
+                    return "partial"
+    return "complete"
+
+
+def _compute(meta: dict) -> str:
+    prov, seconds = meta["provenance"], float(meta.get("seconds") or 0)
+    text = f"{seconds / 60:.1f} min on {prov.get('device', '?')}"
+    if prov.get("cuda") not in (None, "None"):
+        gpus = int(meta.get("world_size") or 1)
+        text += f", {seconds / 3600 * gpus:.2f} GPU-hours ({gpus} GPU{'s' if gpus > 1 else ''})"
+    return text
+
+
+def _claims(folder: Path, name: str) -> list[dict]:
+    path = folder / f"{name}_claims.csv"
+    if not path.is_file():
+        return []
+    out = []
+    for c in pd.read_csv(path).to_dict("records"):
+        has = pd.notna(c.get("mean_diff"))
+        c["ours"] = f"{c['mean_diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]" if has else "–"
+        c["eps"] = f"{c['eps_min']:.2f} / {c['eps_min_reverse']:.2f}" if has and pd.notna(c["eps_min"]) else "–"
+        c["paper_diff"] = f"{c['paper_diff']:+.2f}" if pd.notna(c["paper_diff"]) else "–"
+        c["seeds_needed"] = int(c["seeds_needed"]) if pd.notna(c.get("seeds_needed")) else "–"
+        c["css"] = str(c["verdict"]).replace(" ", "-")
+        out.append(c)
+    return out
+
+
+def _runs_table(frame: pd.DataFrame, report_dir: Path) -> str:
+    """Per seed: the run that produced each number, linked to its config where the runs folder is beside."""
+    rows = []
+    for r in frame.sort_values(["row", "dataset", "metric", "seed"]).to_dict("records"):
+        config = report_dir.parent.parent / "runs" / r["run_id"] / "config.json"
+        run = (f'<a href="../../runs/{escape(r["run_id"])}/config.json">{escape(r["run_id"])}</a>'
+               if config.is_file() else escape(r["run_id"]))
+        seed = "" if pd.isna(r["seed"]) else int(r["seed"])
+        rows.append(f"<tr><td>{escape(str(r['method']))}</td><td>{seed}</td><td>{escape(r['dataset'])} "
+                    f"{escape(r['metric'])}</td><td>{r['value']:.2f}</td><td>{run}</td></tr>")
+    return "<table><tr><th>row</th><th>seed</th><th>task, metric</th><th>value</th><th>run</th></tr>" + "".join(rows) + "</table>"
+
+
+def _notebook(folder: Path, name: str, report_dir: Path) -> str | None:
+    """The executed notebook as HTML (nbconvert) beside the report, if the notebook was run."""
+    source = folder / "notebooks" / f"{name}.ipynb"
+    if not source.is_file():
+        return None
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(source))
+    atomic_write_text(report_dir / "notebooks" / f"{name}.html", body)
+    return f"notebooks/{name}.html"
+
+
+def _table_context(folder: Path, meta: dict, report_dir: Path) -> dict:
     name = meta["name"]
     summary = pd.read_csv(folder / f"{name}_summary.csv")
+    frame = pd.read_csv(folder / f"{name}.csv")
     png = base64.b64encode((folder / f"{name}.png").read_bytes()).decode()
     tasks = meta["profile"].get("tasks", {})
     misses = check_table_files(meta, summary)
@@ -87,40 +129,68 @@ def _table_context(folder: Path, meta_path: Path) -> dict:
         + (f" (predicted by the {v['predict_with']} model)" if v.get("predict_with") else "")
         for k, v in tasks.items() if k in meta["evaluate"]
     )
+    claims = _claims(folder, name)
+    verdicts = [c["verdict"] for c in claims]
     return {
         "name": name, "table": meta["table"], "title": meta["title"], "seeds": meta["seeds"],
         "baseline": meta.get("no_answer_baseline_f1") or {}, "prov": meta["provenance"], "seconds": meta["seconds"],
         "finished": meta["finished"], "data": data, "png": png,
         "wide": wide.to_html(index=False, border=0), "misses": misses,
         "summary": summary.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–"),
-        "profile": meta["profile"], "settings": settings_line(meta["profile"]),
+        "profile": meta["profile"], "settings": settings_line(meta["profile"]), "claims": claims,
+        "runs": _runs_table(frame, report_dir), "notebook": _notebook(folder, name, report_dir),
+        "status": _status(meta, frame), "compute": _compute(meta), "git": meta["provenance"].get("git", "?")[:12],
+        "page": f"{name}.html",
+        "counts": {"holds": verdicts.count("holds"), "reversed": verdicts.count("reversed"),
+                   "inconclusive": verdicts.count("inconclusive"), "too_few": verdicts.count("too few seeds")},
     }
 
 
 def build_report(output_dir: str | Path, profile: str) -> Path:
-    """Render ``<output_dir>/<profile>/report/index.html`` from the table files found there."""
+    """Render ``<output_dir>/<profile>/report/``: ``index.html`` (every table of the paper and the blog, its
+    status and claim counts), a page per computed table and ``profile.html``; returns the index's path."""
     import yaml
 
     folder = Path(output_dir) / profile
-    metas = sorted(folder.glob("*.json"))
-    tables = [_table_context(folder, m) for m in metas]
-    prof = tables[0]["profile"] if tables else {"name": profile}
+    report_dir = folder / "report"
+    done = {meta["name"]: _table_context(folder, meta, report_dir) for meta in table_metas(folder)}
+    tables = []
+    for path in sorted(ABLATIONS_DIR.glob("*.yaml"), key=lambda p: (not p.stem.startswith("table"), p.stem)):
+        if path.stem in done:
+            tables.append(done[path.stem])
+        else:
+            spec = load_table_spec(path.stem)
+            tables.append({"name": path.stem, "table": spec.table, "title": spec.title, "status": "not run",
+                           "seeds": "–", "compute": "–", "git": "–", "counts": None, "page": None})
+    prof = next(iter(done.values()))["profile"] if done else {"name": profile}
     banner = prof.get("scale_note") or ""
     env = Environment(autoescape=select_autoescape(default=True))
-    misses = [m for t in tables for m in t["misses"]]
-    html = env.from_string(TEMPLATE).render(
-        profile=profile, banner=banner, tables=tables, profile_yaml=yaml.safe_dump(prof, sort_keys=False),
-        misses=misses, checked=bool(tables) and prof.get("name") in FLOOR_PROFILES,
-    )
-    return atomic_write_text(folder / "report" / "index.html", html)
+    base = env.from_string(BASE)
+    smoke = prof.get("name") == "smoke"
+
+    def page(title: str, template: str, **context) -> str:
+        body = env.from_string(template).render(profile=profile, smoke=smoke, rule=rule_text(), **context)
+        return base.render(title=title, profile=profile, banner=banner, body=body)
+
+    for t in done.values():
+        atomic_write_text(report_dir / t["page"], page(f"{t['table']} {t['title']}", TABLE, t=t))
+    atomic_write_text(report_dir / "profile.html", page("Profile", PROFILE, description=prof.get("description", ""),
+                                                        yaml=yaml.safe_dump(prof, sort_keys=False)))
+    misses = [m for t in done.values() for m in t["misses"]]
+    drift = None
+    if done and not smoke:
+        summaries = [pd.read_csv(folder / f"{name}_summary.csv") for name in done]
+        drift = base64.b64encode(plot_drift(pd.concat(summaries, ignore_index=True), profile)).decode()
+    return atomic_write_text(report_dir / "index.html", page(
+        "Report", INDEX, tables=tables, misses=misses, checked=bool(done) and prof.get("name") in FLOOR_PROFILES,
+        drift=drift))
 
 
 def floor_misses(output_dir: str | Path, profile: str) -> tuple[int, list[FloorMiss]]:
     """(tables checked, every row below its learning floor) over the tables found in ``<output_dir>/<profile>``."""
     folder = Path(output_dir) / profile
     misses: list[FloorMiss] = []
-    metas = sorted(folder.glob("*.json"))
-    for meta_path in metas:
-        meta = json.loads(meta_path.read_text())
+    metas = table_metas(folder)
+    for meta in metas:
         misses += check_table_files(meta, pd.read_csv(folder / f"{meta['name']}_summary.csv"))
     return len(metas), misses

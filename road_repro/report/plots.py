@@ -50,3 +50,23 @@ def plot_table(frame: pd.DataFrame, spec: TableSpec, profile: ProfileConfig, pat
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path
+
+
+def plot_drift(summary: pd.DataFrame, profile: str) -> bytes:
+    """PNG bytes: ours − paper for every (table, row, task, metric) that has both, one bar each."""
+    import io
+
+    sub = summary[summary["diff"].notna()].copy()
+    sub["label"] = [f"{t} · {row_label(m, pm if isinstance(pm, str) else '', bool(pm))} · {d} {k}"
+                    for t, m, pm, d, k in zip(sub["table"], sub["method"], sub["paper_model"], sub["dataset"], sub["metric"])]
+    fig, ax = plt.subplots(figsize=(9, 0.22 * max(len(sub), 4) + 1.2))
+    ax.barh(sub["label"], sub["diff"], color=["#1e7b34" if d >= 0 else "#b02a2a" for d in sub["diff"]])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ours − paper (points, {profile} scale)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -14,7 +14,11 @@ import pandas as pd
 from road_repro.config import TableSpec
 
 KEYS = ["table", "row", "method", "paper_model", "dataset", "metric", "profile"]
-SUMMARY_COLUMNS = [*KEYS[:6], "n", "mean", "std", "min", "max", "seeds", "paper", "diff", "profile"]
+SUMMARY_COLUMNS = [*KEYS[:6], "n", "mean", "std", "min", "max", "seeds", "paper", "diff", "profile", "note"]
+
+#: Notes on rows whose paper number was quoted from another publication.
+PUBLISHED_NOT_RUN = "published, not run"
+PUBLISHED_AND_RUN = "published number; our run of the public encoder"
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +56,26 @@ def summarize(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     summary = summary.merge(seeds.rename(columns={"seed": "seeds"}), on=KEYS)
     summary = summary.merge(paper_values(spec), on=["method", "paper_model", "dataset", "metric"], how="left")
     summary["diff"] = summary["mean"] - summary["paper"]
-    return summary[SUMMARY_COLUMNS]
+    summary["note"] = ""
+    published = [(i, row) for i, row in enumerate(spec.rows, start=1) if row.published or row.recipe == "published"]
+    for i, row in published:
+        summary.loc[summary["row"] == i, "note"] = PUBLISHED_AND_RUN
+    quoted = [_published_rows(spec, i, row, frame) for i, row in published if row.recipe == "published"]
+    if quoted:
+        summary = pd.concat([summary, *quoted], ignore_index=True).sort_values("row", kind="stable")
+    return summary[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _published_rows(spec: TableSpec, row_no: int, row, frame: pd.DataFrame) -> pd.DataFrame:
+    """Summary lines of a row the paper quotes from another publication: its numbers, nothing run."""
+    ref = paper_values(spec)
+    ref = ref[(ref["method"] == row.method) & ((ref["paper_model"] == row.paper_model) if row.paper_model else True)]
+    return pd.DataFrame({
+        "table": spec.table, "row": row_no, "method": row.method, "paper_model": ref["paper_model"].values,
+        "dataset": ref["dataset"].values, "metric": ref["metric"].values, "n": 0, "seeds": "",
+        "paper": ref["paper"].values, "profile": frame["profile"].iloc[0] if len(frame) else "",
+        "note": PUBLISHED_NOT_RUN,
+    })
 
 
 def row_label(method: str, paper_model: str, several_models: bool) -> str:
@@ -64,11 +87,13 @@ def wide_view(summary: pd.DataFrame, evaluate: dict[str, list[str]]) -> pd.DataF
     """The printed-table layout: one line per row, ``mean ± std (n) | paper`` per (task, metric)."""
     wanted = [(task, metric) for task, metrics in evaluate.items() for metric in metrics]
     sub = summary[[(d, m) in wanted for d, m in zip(summary["dataset"], summary["metric"])]].copy()
-    several = sub["paper_model"].fillna("").nunique() > 1
+    several = sub["paper_model"].astype(object).fillna("").nunique() > 1
 
     def cell(r: pd.Series) -> str:
-        spread = f" ± {r['std']:.2f}" if pd.notna(r["std"]) else ""
         paper = f"{r['paper']:.2f}" if pd.notna(r["paper"]) else "–"
+        if r["n"] == 0:
+            return f"{PUBLISHED_NOT_RUN} | paper {paper}"
+        spread = f" ± {r['std']:.2f}" if pd.notna(r["std"]) else ""
         return f"{r['mean']:.2f}{spread} (n={r['n']}) | paper {paper}"
 
     sub["cell"] = sub.apply(cell, axis=1)

@@ -62,9 +62,12 @@ def test_summary_sits_beside_the_paper(executed):
 
 
 def test_report_is_labelled_as_a_pipeline_check(executed):
-    html = (executed / "smoke" / "report" / "index.html").read_text()
+    index = (executed / "smoke" / "report" / "index.html").read_text()
+    assert "SMOKE SCALE" in index and "not a reproduction" in index and 'href="table5.html"' in index
+    html = (executed / "smoke" / "report" / "table5.html").read_text()
     assert "SMOKE SCALE" in html and "not a reproduction" in html
-    assert "weighted KD" in html
+    assert "weighted KD" in html and "Weighted KD beats KD" in html  # the table and its claims
+    assert "pipeline check" in html
     assert "KL term × T² (t2_scale: true)" in html  # which KD scaling was used, on the page
     match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]*)"', html)
     assert match and base64.b64decode(match.group(1)) == (executed / "smoke" / "table5.png").read_bytes()

@@ -28,6 +28,7 @@ from road_repro.experiments.preflight import PreflightError, preflight
 from road_repro.experiments.runs import Progress, Run, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
+from road_repro.train.distributed import world_size
 from road_repro.log import console
 from road_repro.train.objectives import Objective
 
@@ -252,6 +253,7 @@ def run_table(
         "overrides": list(overrides), "seeds": prof.seeds, "evaluate": spec.evaluate, "metrics": spec.metrics,
         "no_answer_baseline_f1": runner.no_answer_baselines(), "provenance": provenance(),
         "seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "world_size": world_size(),
     })
     log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
     return frame

@@ -123,6 +123,11 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
+def world_size() -> int:
+    """Processes (GPUs) in the run: the torch.distributed world, 1 outside torchrun."""
+    return _world()
+
+
 def is_main() -> bool:
     """True on rank 0, and in a single process."""
     return _world() == 1 or dist.get_rank() == 0

@@ -7,6 +7,7 @@
 PYTHON ?= python3
 PROFILE ?= smoke
 NPROC ?= 1
+TEST_WORKERS ?= 2
 RESULTS ?= results
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install
 	$(PY) -m benchmarks.run_all --out $(RESULTS)/bench

@@ -14,6 +14,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per test worker: no oversubscribed cores
+    os.environ["OMP_NUM_THREADS"] = "1"  # subprocesses too, so in- and out-of-process runs compute alike
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def _shared_data() -> Path | None:
     env = os.environ.get("ROAD_SHARED_DATA")

@@ -204,6 +204,22 @@ def _resolve_data_dir(data_dir: Path | None) -> Path | None:
     return Path(data_dir) if data_dir is not None else None
 
 
+def data_source(name: str, split: str, data_dir: Path | None = None) -> str:
+    """Where :func:`load_examples` reads ``split`` of ``name`` from, for provenance: ``generated``, the local
+    file(s) it reads (absolute, symlinks resolved), or ``hub:<id>[config]:<hub split>``."""
+    spec = get_dataset(name)
+    if spec.generate is not None:
+        return f"generated ({name})"
+    root = _resolve_data_dir(data_dir)
+    if root is not None and split in spec.local:
+        for files in local_candidates(spec, split, root):
+            if files:
+                return ", ".join(str(path.resolve()) for path in files)
+    if spec.hub is None or split not in spec.hub_splits:
+        return "none"
+    return f"hub:{spec.hub[0]}" + (f"[{spec.hub[1]}]" if spec.hub[1] else "") + f":{spec.hub_splits[split]}"
+
+
 def load_examples(name: str, split: str, data_dir: Path | None = None, limit: int | None = None) -> list[Example]:
     """Load split ``split`` of dataset ``name`` as validated examples, at most ``limit`` (file order).
 

@@ -162,8 +162,13 @@ class RunStore:
         overall = f" ({self.progress.line(self.root)})" if self.progress else ""
         logger.info("%s" + message + "%s", f"[{self.context}] " if self.context else "", *args, overall)
 
-    def run(self, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
-        """Return the cached run for ``config`` or compute it with ``fn(run_dir) -> metrics`` and cache it."""
+    def run(self, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
+            sources: dict[str, str] | None = None) -> Run:
+        """Return the cached run for ``config`` or compute it with ``fn(run_dir) -> metrics`` and cache it.
+
+        ``sources`` (which files each split was read from) goes into ``config.json`` beside the provenance,
+        outside the hashed config: moving a data directory does not invalidate finished runs.
+        """
         run_id = self.run_id(kind, config)
         if run_id in self._seen:
             return self._seen[run_id]
@@ -171,7 +176,7 @@ class RunStore:
             self.plan.append(PlannedStage(kind, run_id, self._done_marker(run_id, config), self.context))
             self._seen[run_id] = run = Run(run_id, self.root / run_id, config, {})
             return run
-        self._seen[run_id] = run = self._run(run_id, kind, config, fn)
+        self._seen[run_id] = run = self._run(run_id, kind, config, fn, sources or {})
         return run
 
     def _done_marker(self, run_id: str, config: dict[str, Any]) -> bool:
@@ -181,7 +186,8 @@ class RunStore:
         except (OSError, ValueError, AttributeError):
             return False
 
-    def _run(self, run_id: str, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]]) -> Run:
+    def _run(self, run_id: str, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
+             sources: dict[str, str]) -> Run:
         """Under torchrun, rank 0 holds the lock and decides; every rank computes (DDP); rank 0 writes."""
         path = self.root / run_id
         lock = FileLock(str(self.root / f".{run_id}.lock"))
@@ -207,6 +213,7 @@ class RunStore:
                             shutil.rmtree(child) if child.is_dir() else child.unlink()
                 path.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),
+                                                         "data_sources": sources,
                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
             barrier()
             metrics = fn(path)

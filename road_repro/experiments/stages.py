@@ -34,7 +34,7 @@ from road_repro.config import (
 from road_repro.data.augmentation import augment_negative_questions, entity_pool, resolve_ner
 from road_repro.data.features import features_fingerprint, pair_features, qa_features
 from road_repro.data.mixing import MtdnnSampler, RoadSampler
-from road_repro.data.registry import get_dataset, load_examples
+from road_repro.data.registry import data_source, get_dataset, load_examples
 from road_repro.distill import (
     load_soft_targets,
     mean_teacher_logits,
@@ -184,6 +184,18 @@ class Experiment:
                 self.tokenizer(model_key).pad_token_id or 0, self.profile.features,
             )
         return self._tasks[key]
+
+    def _sources(self, *tasks: str) -> dict[str, str]:
+        """Which files (or hub split, or generator) each split of ``tasks`` is read from, for config.json."""
+        data_dir = Path(self.profile.data_dir) if self.profile.data_dir else None
+        out = {}
+        for task in tasks:
+            cfg = self.task_config(task)
+            for name, split in (("train", cfg.train), ("dev", cfg.dev)):
+                if split is not None:
+                    out[f"{task}.{name}"] = (f"{split.dataset}:{split.split} from "
+                                             + data_source(split.dataset, split.split, data_dir))
+        return out
 
     def _base_config(self, task: str, model_key: str, augment: AugmentSpec | None = None) -> dict[str, Any]:
         data = self.task(task, model_key, augment)
@@ -379,7 +391,7 @@ class Experiment:
                 metrics.update(self._score(data, logits, path))
             return metrics
 
-        return self.store.run("finetune", config, make)
+        return self.store.run("finetune", config, make, self._sources(task))
 
     def soft_targets(self, task: str, model_key: str, teacher: Run) -> Run:
         """Cache a teacher's logits on every training feature (generated once per teacher and dataset)."""
@@ -394,7 +406,7 @@ class Experiment:
                                "features": str(len(data.train))})
             return {"features": len(data.train)}
 
-        return self.store.run("soft_targets", config, make)
+        return self.store.run("soft_targets", config, make, self._sources(task))
 
     def _teacher_targets(self, task: str, teacher_model: str, student_model: str, objective: Objective,
                          teachers: tuple[Run, ...]) -> dict[str, Tensor]:
@@ -434,7 +446,7 @@ class Experiment:
             mean = {k: torch.stack([l[k] for l in logits]).mean(0) for k in logits[0]}
             return self._score(self.task(task, model_key), mean, path)
 
-        return self.store.run("ensemble", config, make)
+        return self.store.run("ensemble", config, make, self._sources(task))
 
     def predict(self, run: Run, source_task: str, task: str, model_key: str) -> Run:
         """Score ``run`` (finetuned on ``source_task``) on ``task``'s dev set without training on it."""
@@ -449,7 +461,7 @@ class Experiment:
             atomic_write(path / "dev_logits.safetensors", lambda tmp: save_file(logits, str(tmp)))
             return self._score(target, logits, path)
 
-        return self.store.run("predict", config, make)
+        return self.store.run("predict", config, make, self._sources(source_task, task))
 
     def mtl(self, model_key: str, mode: str, pass_step: int | None = None, kd: bool = False,
             steps_fraction: float = 1.0) -> Run:
@@ -505,4 +517,4 @@ class Experiment:
                     counts[d.dataset] = counts.get(d.dataset, 0) + 1
             return {"steps": m.optim.steps, "final_loss": log[-1]["total"], "passes_per_dataset": counts}
 
-        return self.store.run("mtl", config, make)
+        return self.store.run("mtl", config, make, self._sources(*(mtl_task(n) for n in names)))

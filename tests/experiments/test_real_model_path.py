@@ -279,9 +279,6 @@ def test_every_model_run_names_its_checkpoint_and_data(results):
     assert seen == set(MODEL_AND_DATA_STAGES)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: stages.py puts only dataset/split/limit and content fingerprints into a run's config, not the "
-    "data directory or the files read (profile.data_dir / $ROAD_DATA_DIR); remove this mark with the fix"))
 def test_every_model_run_names_where_its_data_files_came_from(results, shared_data):
     """dataset/split/limit alone do not say which files were read: the data directory or the files (as
     linked here, or resolved into the shared folder) must be in the run's config.json too."""

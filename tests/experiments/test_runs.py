@@ -82,3 +82,24 @@ def test_one_console_line_per_stage_says_cached_computing_and_why(tmp_path, capl
         caplog.clear()
         RunStore(tmp_path).run("finetune", {"seed": 1}, fn)
         assert caplog.records[0].getMessage() == f"finetune {run.run_id}: computing again: {why}"
+
+
+def test_data_sources_are_recorded_beside_the_config_not_hashed(tmp_path):
+    def fn(path):
+        return {"f1": 1.0}
+
+    first = RunStore(tmp_path).run("finetune", {"seed": 1}, fn, {"squad_v2.train": "squad_v2:train from /a/train.json"})
+    again = RunStore(tmp_path).run("finetune", {"seed": 1}, fn, {"squad_v2.train": "squad_v2:train from /b/train.json"})
+    assert first.run_id == again.run_id  # a moved data directory does not invalidate the run
+    saved = json.loads((first.path / "config.json").read_text())
+    assert saved["data_sources"] == {"squad_v2.train": "squad_v2:train from /a/train.json"}
+
+
+def test_data_source_names_the_file_read(tmp_path):
+    from road_repro.data.registry import data_source
+
+    (tmp_path / "squad2").mkdir()
+    (tmp_path / "squad2" / "dev-v2.0.json").write_text("{}")
+    assert data_source("squad_v2", "dev", tmp_path) == str((tmp_path / "squad2" / "dev-v2.0.json").resolve())
+    assert data_source("squad_v2", "train", None).startswith("hub:rajpurkar/squad_v2")
+    assert data_source("synthetic_nli", "train", None) == "generated (synthetic_nli)"

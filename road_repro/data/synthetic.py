@@ -6,13 +6,21 @@ value, with its exact character offset) or is unanswerable: half of the unanswer
 absent from the context, the other half a person who is present but whose asked attribute is not
 stated (the SQuAD 2.0-style distractor: the name alone does not decide answerability).
 
+What makes the label true: an answerable question's (name, attribute) pair is stated in exactly one
+sentence of the context, and the answer is that sentence's value at its exact character offset; an
+unanswerable question's pair is stated nowhere. Deciding which needs the name *and* the attribute bound
+together across the context (a distractor's name and attribute each occur, in different sentences), so
+counting words does not answer it (``tests/data/test_synthetic_honest.py``).
+
 Every word is a common lowercase English word that is a single token of the uncased BERT WordPiece
 vocabulary, so a tiny transformer sees one token per word. Generation is deterministic given
-``(seed, split)``; each split draws from its own random stream, so train and dev never share a seed.
+``(seed, split)``; each split draws from its own random stream, and :func:`partition` gives every possible
+example one split (a stable hash of its text), so dev and test never repeat a training example.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from itertools import groupby
 from typing import Any
@@ -50,18 +58,50 @@ TEMPLATE_WORDS: tuple[str, ...] = ("the", "of", "is", "what")
 MAX_FACTS = 12
 
 
+#: Per-mille share of the example space each split owns (by a stable hash of the example's text).
+PARTITIONS: dict[str, tuple[int, int]] = {"train": (0, 700), "dev": (700, 850), "test": (850, 1000)}
+#: Draws per example before a generator gives up finding one in its split's partition.
+MAX_TRIES = 1000
+
+
+def partition(text: str) -> str:
+    """The split that owns an example whose text (all its fields joined) is ``text``: disjoint by design.
+
+    A stable hash (BLAKE2b, not Python's salted ``hash``), so it is the same on every machine and run.
+    """
+    bucket = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") % 1000
+    return next(split for split, (lo, hi) in PARTITIONS.items() if lo <= bucket < hi)
+
+
+def check_split(split: str, what: str) -> None:
+    """ConfigError unless ``split`` is one of :data:`PARTITIONS`."""
+    if split not in PARTITIONS:
+        raise ConfigError(f"{what}: split must be one of {sorted(PARTITIONS)}, got {split!r}")
+
+
+def draw_in_split(rng: random.Random, split: str, make, key, what: str):
+    """``make(rng)`` until ``partition(key(example)) == split`` (each split sees only its own examples)."""
+    for _ in range(MAX_TRIES):
+        example = make(rng)
+        if partition(key(example)) == split:
+            return example
+    raise ConfigError(f"{what}: found no example of split {split!r} in {MAX_TRIES} draws")
+
+
 def vocabulary() -> tuple[str, ...]:
     """Every word the generator can emit (names, attributes, values, template words)."""
     values = tuple(v for vs in VALUES.values() for v in vs)
     return NAMES + ATTRIBUTES + values + TEMPLATE_WORDS
 
 
-def _check_settings(n: int, n_facts: int, unanswerable_rate: float) -> None:
+def _check_settings(n: int, n_facts: int, unanswerable_rate: float, max_facts: int) -> None:
     """ConfigError for a negative size, a fact count out of range or a rate outside [0, 1]."""
     if n < 0:
         raise ConfigError(f"synthetic_squad: n must be >= 0, got {n}")
     if not 1 <= n_facts <= MAX_FACTS:
         raise ConfigError(f"synthetic_squad: n_facts must be in 1..{MAX_FACTS}, got {n_facts}")
+    if not n_facts <= max_facts <= MAX_FACTS:
+        raise ConfigError(f"synthetic_squad: max_facts must be in {n_facts}..{MAX_FACTS}, got {max_facts}")
     if not 0.0 <= unanswerable_rate <= 1.0:
         raise ConfigError(f"synthetic_squad: unanswerable_rate must be in [0, 1], got {unanswerable_rate}")
 
@@ -96,28 +136,31 @@ def _unanswerable_pair(rng: random.Random, facts: dict[tuple[str, str], Answer])
 
 
 def synthetic_squad(
-    n: int, seed: int, n_facts: int = 3, unanswerable_rate: float = 0.5, split: str = "train"
+    n: int, seed: int, n_facts: int = 3, unanswerable_rate: float = 0.5, split: str = "train",
+    max_facts: int | None = None,
 ) -> list[QAExample]:
-    """``n`` synthetic SQuAD-2.0-style examples (one question per context), ids ``syn-{split}-{i}``."""
-    _check_settings(n, n_facts, unanswerable_rate)
+    """``n`` synthetic SQuAD-2.0-style examples (one question per context), ids ``syn-{split}-{i}``, all
+    from ``split``'s partition of the example space (:func:`partition` of context and question).
+    Each context states ``n_facts`` facts, or a number drawn uniformly from ``n_facts..max_facts``."""
+    max_facts = n_facts if max_facts is None else max_facts
+    _check_settings(n, n_facts, unanswerable_rate, max_facts)
+    check_split(split, "synthetic_squad")
     rng = random.Random(f"road-repro/synthetic/{split}/{seed}")
-    examples = []
-    for i in range(n):
-        context, facts = _context(rng, n_facts)
+
+    def make(rng: random.Random) -> tuple[str, str, tuple[Answer, ...]]:
+        context, facts = _context(rng, n_facts if max_facts == n_facts else rng.randint(n_facts, max_facts))
         if rng.random() < unanswerable_rate:
             (name, attr), answers = _unanswerable_pair(rng, facts), ()
         else:
             name, attr = rng.choice(list(facts))
             answers = (facts[(name, attr)],)
-        examples.append(
-            QAExample(
-                id=f"syn-{split}-{i}",
-                context=context,
-                question=f"What is the {attr} of {name}?",
-                answers=answers,
-                title=f"synthetic-{split}",
-            )
-        )
+        return context, f"What is the {attr} of {name}?", answers
+
+    examples = []
+    for i in range(n):
+        context, question, answers = draw_in_split(rng, split, make, lambda e: f"{e[0]}\n{e[1]}", "synthetic_squad")
+        examples.append(QAExample(id=f"syn-{split}-{i}", context=context, question=question, answers=answers,
+                                  title=f"synthetic-{split}"))
     return examples
 
 

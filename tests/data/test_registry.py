@@ -25,7 +25,9 @@ from tests.data.test_sets_hub_shaped import HUB_ROWS
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 TABLE1 = {"triviaqa", "natural_questions", "quac", "qa_srl", "qa_zre", "mnli", "snli", "amazon", "qqp"}
 EVALUATION = {"squad_v2", "mnli", "qqp", "newsqa"}
-SYNTHETIC = {"synthetic_nli", "synthetic_sentiment", "synthetic_paraphrase", "synthetic_squad", "synthetic_squad_warmup"}
+SYNTHETIC = {"synthetic_nli", "synthetic_sentiment", "synthetic_paraphrase", "synthetic_squad", "synthetic_squad_warmup",
+             "synthetic_squad_facts_warmup", "synthetic_nli_warmup", "synthetic_sentiment_warmup",
+             "synthetic_paraphrase_warmup"}
 
 
 def test_all_paper_and_synthetic_datasets_are_registered():

@@ -276,10 +276,11 @@ class Experiment:
         first = SplitConfig(ws.dataset, ws.split, ws.limit)
         if get_dataset(ws.dataset).task != "mrc":
             raise ConfigError(f"warm_start.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
-        if ws.mixture_steps < 0 or (ws.mixture_steps > 0) != bool(ws.mixture):
-            raise ConfigError(f"models.{model_key}.warm_start: mixture_steps={ws.mixture_steps} needs a non-empty "
-                              f"mixture (and a mixture needs mixture_steps > 0)")
-        streams = {ws.dataset: first, **ws.mixture}
+        if ws.mixture_steps < 0 or (ws.mixture_steps > 0 and not ws.mixture):
+            raise ConfigError(f"models.{model_key}.warm_start: mixture_steps={ws.mixture_steps} must be >= 0, and "
+                              "> 0 only with a non-empty mixture")
+        mixture = ws.mixture if ws.mixture_steps else {}  # mixture_steps=0: phase 1 only
+        streams = {ws.dataset: first, **mixture}
         config = {"stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
                   "precision": self.profile.runtime.precision,
                   "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
@@ -309,13 +310,13 @@ class Experiment:
             log = run_phase(model, passes([ws.dataset]), ws.steps, ws.lr, path / CHECKPOINTS / "phase1",
                             f"warm start {model_key}")
             metrics["final_loss"] = log[-1]["total"]
-            if ws.mixture_steps:
-                heads = {d.task_type: head_kind(d.task_type) for n, d in data.items() if n in ws.mixture}
+            if mixture:
+                heads = {d.task_type: head_kind(d.task_type) for n, d in data.items() if n in mixture}
                 mixed = build_model(cfg, len(self.tokenizer(model_key)), {"mrc": "span", **heads})
                 mixed.encoder.load_state_dict(model.encoder.state_dict())
                 mixed.heads["mrc"].load_state_dict(model.heads["mrc"].state_dict())
                 model = mixed
-                log += run_phase(model, passes(list(ws.mixture)), ws.mixture_steps, ws.mixture_lr,
+                log += run_phase(model, passes(list(mixture)), ws.mixture_steps, ws.mixture_lr,
                                  path / CHECKPOINTS / "phase2", f"warm start {model_key} (mixture)")
                 metrics.update(mixture_steps=ws.mixture_steps, mixture_final_loss=log[-1]["total"])
             atomic_write_json(path / "train_log.json", log)

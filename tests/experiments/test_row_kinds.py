@@ -21,6 +21,7 @@ MODELS = ["large", "bert_large", "albert_xlarge", "roberta_large", "deberta_larg
           "deberta_base"]
 TINY = [
     "seeds=[1,2]", "distill.n_teachers=2", *[f"models.{m}.warm_start.steps=20" for m in MODELS],
+    *[f"models.{m}.warm_start.mixture_steps=0" for m in MODELS],  # phase 1 only
     "tasks.squad_v2.train.limit=48", "tasks.squad_v2.dev.limit=24", "tasks.newsqa.dev.limit=24",
     "finetune.epochs=1", "mtl.optim.steps=4", "mtl.optim.batch_size=8", "mtl.teacher_epochs=1",
     "mtl.datasets.synthetic_squad_warmup.limit=24", "mtl.datasets.synthetic_nli.limit=24",

@@ -26,6 +26,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+	  && [ "$$(id -u)" = 0 ] && echo "make test: installing chromium, chromium-driver for the browser test (about 1 min)" \
+	  && apt-get update -qq >/dev/null 2>&1 \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } \
+	  || echo "make test: no chromium/chromedriver (needs root and apt-get): the browser test will skip"
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: install

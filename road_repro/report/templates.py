@@ -4,6 +4,7 @@ relative links only, so the report works from the file system and from any stati
 BASE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }} — road-repro ({{ profile }})</title>
+<link rel="icon" href="data:,">
 <style>
  body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 1.5em auto; padding: 0 1em; color: #222; }
  table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
@@ -15,7 +16,10 @@ BASE = """<!doctype html>
  .floor { background: #f8d7da; border: 1px solid #c0392b; padding: 0.7em 1em; }
  .floor-ok { color: #1e7b34; }
  .holds { color: #1e7b34; font-weight: 600; } .reversed { color: #b02a2a; font-weight: 600; }
- .inconclusive, .too-few-seeds, .not-run { color: #8a6d00; font-weight: 600; }
+ .inconclusive, .too-few-seeds { color: #8a6d00; font-weight: 600; }
+ .holds, .reversed, .inconclusive, .too-few-seeds { white-space: nowrap; }
+ .not-run { color: #777; }
+ details.floor summary { cursor: pointer; }
  img { max-width: 100%; border: 1px solid #ddd; }
 </style></head><body>
 <nav><a href="index.html">All tables</a><a href="profile.html">Profile ({{ profile }})</a></nav>
@@ -29,15 +33,16 @@ INDEX = """<h1>ROaD reproduction report — <code>{{ profile }}</code> scale</h1
 many of its claims hold. Each table page puts the printed numbers beside ours (mean ± sample standard deviation
 over n seeds) and gives a verdict on each claim.{% if smoke %} <b>At the smoke scale the verdicts are pipeline
 checks of the statistics on tiny models, not evidence about the paper.</b>{% endif %}</p>
-{% if checked %}{% if misses %}<div class="floor"><strong>⚠ Learning-floor check: {{ misses | length }} row(s) did not
-learn</strong> (accuracy must exceed chance + 25 points; span QA F1 the all-no-answer F1 + 15 and answerable F1 50):
-<ul>{% for m in misses %}<li>{{ m.message() }}</li>{% endfor %}</ul></div>
+{% if checked %}{% if misses %}<details class="floor"><summary><strong>⚠ Learning-floor check: {{ misses | length }} row(s) did not
+learn</strong> (accuracy must exceed chance + 25 points; span QA F1 the all-no-answer F1 + 15 and answerable F1 50);
+click for the rows</summary>
+<ul>{% for m in misses %}<li>{{ m.message() }}</li>{% endfor %}</ul></details>
 {% else %}<p class="floor-ok">✓ Learning-floor check: every row of every table clears its floor (accuracy above
 chance + 25 points; span QA F1 above the all-no-answer F1 + 15 and answerable F1 above 50).</p>{% endif %}{% endif %}
 <table><tr><th>table</th><th>title</th><th>status</th><th>seeds</th><th>compute</th><th>git</th>
 <th>claims: holds / reversed / inconclusive / too few seeds</th></tr>
 {% for t in tables %}<tr><td>{% if t.page %}<a href="{{ t.page }}">{{ t.table }}</a>{% else %}{{ t.table }}{% endif %}</td>
-<td>{{ t.title }}</td><td>{{ t.status }}</td><td>{{ t.seeds }}</td><td>{{ t.compute }}</td><td>{{ t.git }}</td>
+<td>{{ t.title }}</td><td class="{{ t.status | replace(' ', '-') }}">{{ t.status }}</td><td>{{ t.seeds }}</td><td>{{ t.compute }}</td><td>{{ t.git }}</td>
 <td>{% if t.counts %}{{ t.counts.holds }} / {{ t.counts.reversed }} / {{ t.counts.inconclusive }} / {{ t.counts.too_few }}{% else %}–{% endif %}</td></tr>
 {% endfor %}</table>
 {% if drift %}<h2>Every reproduced number against the paper's</h2>

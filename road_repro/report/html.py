@@ -104,9 +104,16 @@ def _notebook(folder: Path, name: str, report_dir: Path) -> str | None:
     source = folder / "notebooks" / f"{name}.ipynb"
     if not source.is_file():
         return None
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(source))
+    # nbconvert's "lab" template without the require.js / MathJax scripts it loads from a CDN (the report
+    # must work offline and from a static host) and with an inline icon (no /favicon.ico request).
+    template = ("{%- extends 'lab/index.html.j2' -%}{%- block html_head_js -%}<link rel=\"icon\" href=\"data:,\">"
+                "{%- endblock html_head_js -%}{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}")
+    exporter = HTMLExporter(extra_loaders=[DictLoader({"road_notebook.html.j2": template})],
+                            template_file="road_notebook.html.j2")
+    body, _ = exporter.from_filename(str(source))
     atomic_write_text(report_dir / "notebooks" / f"{name}.html", body)
     return f"notebooks/{name}.html"
 

@@ -101,4 +101,6 @@ def wide_view(summary: pd.DataFrame, evaluate: dict[str, list[str]]) -> pd.DataF
     sub["label"] = [row_label(m, pm if isinstance(pm, str) else "", several) for m, pm in zip(sub["method"], sub["paper_model"])]
     wide = sub.pivot_table(index=["row", "label"], columns="column", values="cell", aggfunc="first")
     columns = [f"{d} {m}" for d, m in wanted if f"{d} {m}" in wide.columns]
-    return wide[columns].reset_index().rename(columns={"label": "method"})
+    wide = wide[columns].reset_index().rename(columns={"label": "method"})
+    wide.columns.name = None  # no stray "column" header cell
+    return wide

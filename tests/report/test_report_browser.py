@@ -268,9 +268,8 @@ def test_no_console_errors(site):
     errors = {url: [m for m in page.errors if not _notebook_favicon(url, m)] for url, page in site.pages.items()}
     errors = {url: messages for url, messages in errors.items() if messages}
     assert not errors, json.dumps(errors, indent=1)
-    # Our own pages load nothing from another host; only the notebook page does (see the xfail below).
-    external = {url: page.external for url, page in site.pages.items()
-                if page.external and "/notebooks/" not in url}
+    # No page loads anything from another host (the notebook page included).
+    external = {url: page.external for url, page in site.pages.items() if page.external}
     assert not external, json.dumps(external, indent=1)
 
 
@@ -363,10 +362,6 @@ def test_screenshot_of_the_index(results, browser):
     (SCREENSHOTS / "report_table5.png").write_bytes(table5)
 
 
-@pytest.mark.xfail(strict=True, reason="the executed notebook's page (nbconvert's default 'lab' template, "
-                                       "road_repro/report/html.py: _notebook) loads require.js and MathJax "
-                                       "from cdnjs, which fails offline, and names no icon (a 404 for "
-                                       "/favicon.ico on a static host)")
 def test_the_notebook_page_is_self_contained(site):
     page = _page(site, "notebooks/table5.html")
     assert not page.external, page.external

@@ -47,7 +47,7 @@ from road_repro.errors import ConfigError
 from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
 from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
-from road_repro.models.encoder import load_tokenizer, tokenization_difference
+from road_repro.models.encoder import TINY_PRESETS, load_tokenizer, tokenization_difference
 from road_repro.models.model import RoadModel, build_model, load_weights, save_weights
 from road_repro.train.hidden_kd import attach_hidden_kd, make_hidden_kd_loss_fn
 from road_repro.train.loop import EpochBatches, Pass, predict, resolve_device, train
@@ -264,7 +264,8 @@ class Experiment:
         Phase 1 trains span QA alone on ``dataset``; phase 2 (``mixture_steps`` > 0) takes one pass of every
         ``mixture`` stream per step, one head per task type. Span batches drop their all-padding columns
         (the one-fact stream fills a third of ``max_seq_length``), which halves the cost of a step. The run
-        config holds a fingerprint of every stream's examples, so a changed generator means a new warm start.
+        config holds a fingerprint of every stream's examples and the preset's shape, so a changed generator or
+        preset means a new warm start (and, through its run id, new runs downstream).
         """
         cfg = self.model_config(model_key)
         ws = cfg.warm_start
@@ -282,7 +283,7 @@ class Experiment:
         mixture = ws.mixture if ws.mixture_steps else {}  # mixture_steps=0: phase 1 only
         streams = {ws.dataset: first, **mixture}
         config = {"stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
-                  "precision": self.profile.runtime.precision,
+                  "precision": self.profile.runtime.precision, "shape": TINY_PRESETS.get(cfg.preset or ""),
                   "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
 
         def run_phase(model: RoadModel, step_source, steps: int, lr: float, checkpoints: Path, desc: str):

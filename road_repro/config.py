@@ -170,6 +170,7 @@ class RuntimeConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end
     progress: bool = True
     compile: bool = False  # torch.compile the model for training
+    feature_workers: int = 0  # processes that tokenize a split into the feature store; 0 = auto (1 for small splits)
 
 
 @dataclass
@@ -430,7 +431,7 @@ _RANGES: dict[str, tuple[tuple[str, float | None, float | None, str], ...]] = {
                  ("max_pair_length", 8, None, "[]")),
     "mtl": (("pass_step", 1, None, "[]"), ("kd_temperature", 0, None, "()"), ("kd_lam", 0, 1, "[]"),
             ("teacher_epochs", 0, None, "()")),
-    "runtime": (("checkpoint_every", 0, None, "[]"),),
+    "runtime": (("checkpoint_every", 0, None, "[]"), ("feature_workers", 0, None, "[]")),
 }
 
 #: What ``runtime.device`` may name: auto, cpu, cuda, cuda:<index>, mps.

@@ -17,8 +17,9 @@ overflows into several windows that overlap by ``doc_stride`` tokens. Each windo
 
 from __future__ import annotations
 
-import hashlib
-import json
+import bisect
+from itertools import chain
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +28,9 @@ from transformers import PreTrainedTokenizerBase
 from road_repro.data.schema import ClassificationExample, QAExample
 from road_repro.errors import ConfigError, DataError
 
-#: Bump when the feature layout or labelling changes, so runs keyed by a features fingerprint go stale.
-FEATURES_VERSION = 1
+#: Bump when the feature layout or labelling changes: it is part of every features fingerprint
+#: (:func:`road_repro.data.feature_store.features_fingerprint`), so runs and stored features go stale.
+FEATURES_VERSION = 2
 
 #: The position whose start/end label means "no answer in this window".
 CLS_INDEX = 0
@@ -64,19 +66,148 @@ def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase,
     ]
 
 
-def _window_labels(ex: QAExample, context_offsets: np.ndarray, in_context: np.ndarray) -> tuple[int, int]:
-    """(start, end) token labels of the first gold answer in one window; (0, 0) if absent or cut off."""
+def _context_span(sequence_ids: list[int | None]) -> tuple[int, int]:
+    """First and last token positions of the context (sequence 1) in a window."""
+    first = sequence_ids.index(1)
+    return first, len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
+
+
+def _window_labels(ex: QAExample, offsets: list[tuple[int, int]], first: int, last: int) -> tuple[int, int]:
+    """(start, end) token labels of the first gold answer in one window; (0, 0) if absent or cut off.
+
+    The start is the last context token starting at or before the answer's first character, the end the first
+    context token ending at or after its last one (context offsets never decrease, so both are bisections).
+    """
     if ex.is_impossible:
         return CLS_INDEX, CLS_INDEX
     start_char = ex.answers[0].start
     end_char = start_char + len(ex.answers[0].text)
-    positions = np.flatnonzero(in_context)
-    starts, ends = context_offsets[positions, 0], context_offsets[positions, 1]
-    if not (starts[0] <= start_char and ends[-1] >= end_char):
+    if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
         return CLS_INDEX, CLS_INDEX
-    start_token = positions[np.flatnonzero(starts <= start_char)[-1]]
-    end_token = positions[np.flatnonzero(ends >= end_char)[0]]
-    return int(start_token), int(end_token)
+    context = offsets[first : last + 1]
+    start = first + bisect.bisect_right([o[0] for o in context], start_char) - 1
+    end = first + bisect.bisect_left([o[1] for o in context], end_char)
+    return start, end
+
+
+def _encode_windows(questions: list[str], contexts: list[str], tokenizer: PreTrainedTokenizerBase,
+                    max_seq_length: int, doc_stride: int) -> list[list[Any]]:
+    """Every window of every (question, context) pair as ``tokenizers.Encoding``, one list per example.
+
+    The same encodings as ``tokenizer(questions, contexts, truncation="only_second", stride=doc_stride,
+    return_overflowing_tokens=True)`` without padding, taken from the Rust tokenizer directly: transformers'
+    wrapper turns every window into Python lists first, which costs more than tokenizing. The tokenizer's
+    truncation and padding state is restored afterwards.
+    """
+    backend = tokenizer.backend_tokenizer
+    saved_truncation, saved_padding = backend.truncation, backend.padding
+    backend.enable_truncation(max_seq_length, stride=doc_stride, strategy="only_second", direction="right")
+    backend.no_padding()
+    try:
+        encodings = backend.encode_batch(list(zip(questions, contexts)))
+    finally:
+        if saved_truncation is None:
+            backend.no_truncation()
+        else:
+            backend.enable_truncation(**saved_truncation)
+        if saved_padding is not None:
+            backend.enable_padding(**saved_padding)
+    return [[e, *e.overflowing] for e in encodings]
+
+
+def _cut_question(question: str, window: Any, max_query_length: int) -> str | None:
+    """``question`` cut after its ``max_query_length``-th token, read off a window's question tokens (a question
+    is tokenized alike alone and in a pair); None when it is not longer."""
+    positions = [p for p, s in enumerate(window.sequence_ids) if s == 0]
+    if len(positions) <= max_query_length:
+        return None
+    return question[: window.offsets[positions[max_query_length - 1]][1]]
+
+
+def _question_windows(questions: list[str], contexts: list[str], tokenizer: PreTrainedTokenizerBase,
+                      max_seq_length: int, doc_stride: int, max_query_length: int) -> list[list[Any]]:
+    """Windows with every question cut to ``max_query_length`` tokens (as :func:`truncate_questions` cuts them)
+    in one tokenizer pass, then again only for the examples whose question was too long.
+
+    A question longer than the room the stride leaves would make the Rust tokenizer panic, so questions that
+    *could* be that long (more UTF-8 bytes than that room: no tokenizer makes more tokens than bytes) are cut
+    before the pass.
+    """
+    stripped = [q.lstrip() for q in questions]
+    room = max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - doc_stride - 1
+    risky = [i for i, q in enumerate(stripped) if len(q.encode()) > room]
+    if risky:
+        for i, q in zip(risky, truncate_questions([stripped[i] for i in risky], tokenizer, max_query_length)):
+            stripped[i] = q
+    windows = _encode_windows(stripped, contexts, tokenizer, max_seq_length, doc_stride)
+    long = {i: q for i, w in enumerate(windows) if (q := _cut_question(stripped[i], w[0], max_query_length)) is not None}
+    if long:
+        again = _encode_windows(list(long.values()), [contexts[i] for i in long], tokenizer, max_seq_length, doc_stride)
+        for i, w in zip(long, again):
+            windows[i] = w
+    return windows
+
+
+def qa_windows(
+    examples: list[QAExample],
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int = 384,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+    offsets: bool = True,
+) -> dict[str, np.ndarray]:
+    """Tokenize QA examples into unpadded windows: the one labelling rule behind :func:`qa_features` and the
+    feature store.
+
+    Returns flat int64 arrays over all ``T`` tokens of all ``N`` windows -- ``input_ids`` and (when the
+    tokenizer makes them) ``token_type_ids`` of shape [T], ``offsets`` [T, 2] (``-1`` outside the context; only
+    with ``offsets=True``) -- and per window ``lengths``, ``start_positions``, ``end_positions``,
+    ``example_index`` of shape [N].
+    """
+    _check_qa_settings(tokenizer, max_seq_length, doc_stride, max_query_length)
+    if not examples:
+        raise DataError("qa_features: no examples to tokenize")
+    windows = [(i, w) for i, ws in enumerate(_question_windows(
+        [ex.question for ex in examples], [ex.context for ex in examples], tokenizer, max_seq_length, doc_stride,
+        max_query_length)) for w in ws]
+    n = len(windows)
+    lengths = np.fromiter((len(w.ids) for _, w in windows), dtype=np.int64, count=n)
+    labels = np.zeros((n, 2), dtype=np.int64)
+    spans = np.zeros((n, 2), dtype=np.int64)
+    for f, (i, w) in enumerate(windows):
+        try:
+            first, last = _context_span(w.sequence_ids)
+        except ValueError:
+            raise ConfigError(f"qa_features: a window of example {examples[i].id!r} holds no context token") from None
+        spans[f] = first, last
+        labels[f] = _window_labels(examples[i], w.offsets, first, last)
+    total = int(lengths.sum())
+    out = {
+        "input_ids": np.fromiter(chain.from_iterable(w.ids for _, w in windows), dtype=np.int64, count=total),
+        "lengths": lengths, "start_positions": labels[:, 0].copy(), "end_positions": labels[:, 1].copy(),
+        "example_index": np.fromiter((i for i, _ in windows), dtype=np.int64, count=n),
+    }
+    if "token_type_ids" in tokenizer.model_input_names:
+        out["token_type_ids"] = np.fromiter(chain.from_iterable(w.type_ids for _, w in windows), dtype=np.int64,
+                                            count=total)
+    if offsets:
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(w.offsets for _, w in windows)), dtype=np.int64,
+                           count=2 * total).reshape(total, 2)
+        position = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        row = np.repeat(np.arange(n), lengths)
+        flat[(position < spans[row, 0]) | (position > spans[row, 1])] = -1
+        out["offsets"] = flat
+    starts = np.cumsum(lengths) - lengths
+    if not bool((out["input_ids"][starts] == tokenizer.cls_token_id).all()):
+        raise ConfigError(f"qa_features: tokenizer {tokenizer.name_or_path!r} does not put [CLS] at position 0")
+    return out
+
+
+def pad_windows(flat: np.ndarray, lengths: np.ndarray, width: int, fill: int) -> np.ndarray:
+    """Flat per-token values (``[T]`` or ``[T, k]``) of windows with ``lengths`` as ``[N, width(, k)]``, padded."""
+    out = np.full((len(lengths), width, *flat.shape[1:]), fill, dtype=flat.dtype)
+    out[np.arange(width)[None, :] < lengths[:, None]] = flat
+    return out
 
 
 def qa_features(
@@ -86,68 +217,24 @@ def qa_features(
     doc_stride: int = 128,
     max_query_length: int = 64,
 ) -> dict[str, torch.Tensor]:
-    """Tokenize QA examples into padded windows with span labels, example index and char offsets.
+    """Tokenize QA examples into windows padded to ``max_seq_length``, with span labels, example index and
+    character offsets (:func:`qa_windows`, padded; the in-memory form, which the feature store reproduces).
 
     Returns int64 tensors ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the tokenizer
     makes them) of shape [N, L]; ``start_positions``, ``end_positions``, ``example_index`` of shape
     [N]; ``offsets`` of shape [N, L, 2] (N windows, L = ``max_seq_length``).
     """
-    _check_qa_settings(tokenizer, max_seq_length, doc_stride, max_query_length)
-    if not examples:
-        raise DataError("qa_features: no examples to tokenize")
-    enc = tokenizer(
-        truncate_questions([ex.question for ex in examples], tokenizer, max_query_length),
-        [ex.context for ex in examples],
-        truncation="only_second",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
-        return_tensors="np",
-    )
-    example_index = enc["overflow_to_sample_mapping"].astype(np.int64)
-    offsets = enc["offset_mapping"].astype(np.int64)
-    labels = np.zeros((len(example_index), 2), dtype=np.int64)
-    for f, ex_i in enumerate(example_index):
-        in_context = np.array([s == 1 for s in enc.sequence_ids(f)])
-        labels[f] = _window_labels(examples[ex_i], offsets[f], in_context)
-        offsets[f, ~in_context] = -1
-    keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc]
-    features = {key: torch.from_numpy(enc[key].astype(np.int64)) for key in keys}
-    if not bool((features["input_ids"][:, CLS_INDEX] == tokenizer.cls_token_id).all()):
-        raise ConfigError(f"qa_features: tokenizer {tokenizer.name_or_path!r} does not put [CLS] at position 0")
-    features.update(
-        start_positions=torch.from_numpy(labels[:, 0].copy()),
-        end_positions=torch.from_numpy(labels[:, 1].copy()),
-        example_index=torch.from_numpy(example_index),
-        offsets=torch.from_numpy(offsets),
-    )
-    return features
-
-
-def features_fingerprint(features: dict, examples: list[QAExample] | list[ClassificationExample]) -> str:
-    """sha256 over what training and scoring read: every feature (token ids, type ids, labels or span
-    positions, example index, offsets) and every example (id, texts, answers or label), plus
-    :data:`FEATURES_VERSION`. The tokenizer's *name* is not part of it, so two checkpoints that share a
-    vocabulary (ELECTRA-large and ELECTRA-base, or two copies of one tokenizer) give the same fingerprint
-    and can share per-feature soft targets, while a different vocabulary or setting gives another one."""
-    digest = hashlib.sha256(json.dumps({"version": FEATURES_VERSION}).encode())
-    for key in sorted(features):
-        value = features[key]
-        if isinstance(value, torch.Tensor):
-            array = value.contiguous().numpy()
-            digest.update(json.dumps([key, str(array.dtype), list(array.shape)]).encode())
-            digest.update(array.tobytes())
-        else:
-            digest.update(json.dumps([key, value]).encode())
-    for ex in examples:
-        if isinstance(ex, QAExample):
-            row = [ex.id, ex.question, ex.context, [[a.text, a.start] for a in ex.answers]]
-        else:
-            row = [ex.id, ex.text_a, ex.text_b, ex.label]
-        digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
-    return digest.hexdigest()
+    w = qa_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length)
+    lengths, pad = w["lengths"], tokenizer.pad_token_id or 0
+    features = {
+        "input_ids": pad_windows(w["input_ids"], lengths, max_seq_length, pad),
+        "attention_mask": (np.arange(max_seq_length)[None, :] < lengths[:, None]).astype(np.int64),
+    }
+    if "token_type_ids" in w:
+        features["token_type_ids"] = pad_windows(w["token_type_ids"], lengths, max_seq_length, 0)
+    features.update(start_positions=w["start_positions"], end_positions=w["end_positions"],
+                    example_index=w["example_index"], offsets=pad_windows(w["offsets"], lengths, max_seq_length, -1))
+    return {k: torch.from_numpy(v) for k, v in features.items()}
 
 
 def pair_features(

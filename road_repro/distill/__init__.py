@@ -1,8 +1,16 @@
 """Knowledge distillation: KD losses, teacher ensembles (mean, Weighted KD), teacher annealing,
-hidden-state distillation and the on-disk soft-target cache."""
+hidden-state distillation, the on-disk soft-target cache (float16, memory-mapped) and the per-batch teacher
+targets read from it."""
 
 from road_repro.distill.annealing import annealed_targets, annealing_kd_loss
-from road_repro.distill.cache import load_soft_targets, save_soft_targets, stack_teachers
+from road_repro.distill.cache import (
+    SOFT_TARGET_DTYPE,
+    SoftTargetFile,
+    dtype_name,
+    open_soft_targets,
+    save_soft_targets,
+    write_soft_targets,
+)
 from road_repro.distill.ensemble import (
     mean_teacher_logits,
     weighted_kd_weights,
@@ -11,22 +19,27 @@ from road_repro.distill.ensemble import (
 )
 from road_repro.distill.hidden import HiddenStateKD, HiddenStateProjection, hidden_state_loss, uniform_layer_map
 from road_repro.distill.losses import kd_kl, kd_loss, soft_cross_entropy
+from road_repro.distill.targets import TeacherTargets
 
 __all__ = [
+    "SOFT_TARGET_DTYPE",
     "HiddenStateKD",
     "HiddenStateProjection",
+    "SoftTargetFile",
+    "TeacherTargets",
     "annealed_targets",
     "annealing_kd_loss",
+    "dtype_name",
     "hidden_state_loss",
     "kd_kl",
     "kd_loss",
-    "load_soft_targets",
     "mean_teacher_logits",
+    "open_soft_targets",
     "save_soft_targets",
     "soft_cross_entropy",
-    "stack_teachers",
     "uniform_layer_map",
     "weighted_kd_weights",
     "weighted_span_teacher_logits",
     "weighted_teacher_logits",
+    "write_soft_targets",
 ]

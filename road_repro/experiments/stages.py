@@ -15,12 +15,13 @@ Run configs include data fingerprints, so changed data or tokenization means a n
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,17 +33,12 @@ from road_repro.config import (
     AugmentSpec, HiddenKDSpec, ModelConfig, OptimConfig, ProfileConfig, SplitConfig, TaskConfig, to_dict,
 )
 from road_repro.data.augmentation import augment_negative_questions, entity_pool, resolve_ner
-from road_repro.data.features import features_fingerprint, pair_features, qa_features
+from road_repro.data.feature_store import (
+    FeatureSpec, FeatureStore, examples_digest, features_fingerprint, tokenizer_identity,
+)
 from road_repro.data.mixing import MtdnnSampler, RoadSampler
 from road_repro.data.registry import data_source, get_dataset, load_examples
-from road_repro.distill import (
-    load_soft_targets,
-    mean_teacher_logits,
-    save_soft_targets,
-    stack_teachers,
-    weighted_span_teacher_logits,
-    weighted_teacher_logits,
-)
+from road_repro.distill import SOFT_TARGET_DTYPE, TeacherTargets, dtype_name, open_soft_targets, write_soft_targets
 from road_repro.errors import ConfigError
 from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
 from road_repro.experiments.tasks import Split, TaskData, head_kind
@@ -89,10 +85,14 @@ def teacher_keys(data: TaskData) -> tuple[str, ...]:
 class Experiment:
     """Everything a table needs to run stages at one scale: the profile, the run store, loaded data."""
 
-    def __init__(self, profile: ProfileConfig, runs_dir: Path, progress: bool = True, dry: bool = False):
+    def __init__(self, profile: ProfileConfig, runs_dir: Path, progress: bool = True, dry: bool = False,
+                 features_dir: Path | None = None):
         self.profile = profile
         self.store = RunStore(runs_dir, dry=dry)  # dry: plan the stages (real run ids), train nothing
         self.progress = progress and profile.runtime.progress
+        # Tokenized splits, shared by every stage, table, process and rank (next to the runs folder by default).
+        self.features_store = FeatureStore(Path(features_dir) if features_dir else Path(runs_dir).parent / "features",
+                                           profile.runtime.feature_workers, self.progress)
         self._tasks: dict[tuple[str, str, str], TaskData] = {}
         self._examples: dict[tuple[str, str, int | None], list] = {}
         self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
@@ -147,15 +147,22 @@ class Experiment:
             self._examples[key] = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit)
         return self._examples[key]
 
-    def _split(self, cfg: SplitConfig, model_key: str, examples: list | None = None) -> Split:
+    def feature_spec(self, dataset: str, scored: bool) -> FeatureSpec:
+        """How a dataset's split is tokenized at this profile (``scored``: keep character offsets)."""
+        f = self.profile.features
+        if get_dataset(dataset).task == "mrc":
+            return FeatureSpec("span", f.max_seq_length, f.doc_stride, f.max_query_length, offsets=scored)
+        return FeatureSpec("pair", f.max_pair_length, offsets=scored)
+
+    def _split(self, cfg: SplitConfig, model_key: str, examples: list | None = None, scored: bool = False) -> Split:
+        """A split whose features are read from (and on first use built into) the feature store."""
         examples = self.examples(cfg) if examples is None else examples
-        tok, f = self.tokenizer(model_key), self.profile.features
-        if get_dataset(cfg.dataset).task == "mrc":
-            settings = dict(max_seq_length=f.max_seq_length, doc_stride=f.doc_stride, max_query_length=f.max_query_length)
-            features = qa_features(examples, tok, **settings)
-        else:
-            features = pair_features(examples, tok, max_seq_length=f.max_pair_length)
-        return Split(examples, features, features_fingerprint(features, examples))
+        tok, spec = self.tokenizer(model_key), self.feature_spec(cfg.dataset, scored)
+        fingerprint = features_fingerprint(examples_digest(examples), tokenizer_identity(tok), spec)
+        what = f"{cfg.dataset}:{cfg.split}{f'[:{cfg.limit}]' if cfg.limit else ''} ({self.model_config(model_key).name_or_path or model_key})"
+        manifest = self.features_store.manifest(fingerprint, spec)
+        return Split(examples, fingerprint, lambda: self.features_store.get(examples, tok, spec, what, fingerprint),
+                     manifest["rows"] if manifest else None)
 
     def task(self, name: str, model_key: str, augment: AugmentSpec | None = None) -> TaskData:
         """Load and tokenize a task (or an MTL dataset) once per (task, tokenizer, augmentation) in this process.
@@ -179,10 +186,8 @@ class Experiment:
                     examples, _ = augment_negative_questions(examples, augment.negative_questions, augment.seed,
                                                              augment.ner, entity_pool(cfg.train.dataset))
                 train = self._split(cfg.train, model_key, examples)
-            self._tasks[key] = TaskData(
-                name, task_type, train, self._split(cfg.dev, model_key) if cfg.dev else None,
-                self.tokenizer(model_key).pad_token_id or 0, self.profile.features,
-            )
+            dev = self._split(cfg.dev, model_key, scored=True) if cfg.dev else None
+            self._tasks[key] = TaskData(name, task_type, train, dev, self.profile.features)
         return self._tasks[key]
 
     def _sources(self, *tasks: str) -> dict[str, str]:
@@ -231,16 +236,23 @@ class Experiment:
         atomic_write(path / "encoder.safetensors", lambda tmp: save_weights(model.encoder, tmp))
         return result.log
 
-    def _predict(self, model: RoadModel, data: TaskData, split: Split) -> dict[str, Tensor]:
-        """Head outputs over every row of ``split``, in chunks."""
-        chunks: dict[str, list[Tensor]] = {}
+    def _predict_chunks(self, model: RoadModel, data: TaskData,
+                        split: Split) -> Iterator[tuple[int, dict[str, Tensor]]]:
+        """Head outputs over ``split``, ``PREDICT_CHUNK`` rows at a time: ``(first row, {head output: rows})``.
+
+        Under torchrun every rank runs its share of each chunk and gets the whole chunk back (see
+        :func:`road_repro.train.loop.predict`), so every rank must consume the chunks.
+        """
         for lo in range(0, len(split), PREDICT_CHUNK):
-            rows = torch.arange(lo, min(lo + PREDICT_CHUNK, len(split)))
-            inputs = data.predict_inputs(split) if data.is_span else data.batch(split, rows)
-            if data.is_span:
-                inputs = {k: v[rows] for k, v in inputs.items()}
-            out = predict(model, inputs, data.task_type, self.profile.finetune.eval_batch_size, self.device,
-                          self.profile.runtime.precision)
+            inputs = data.batch(split, torch.arange(lo, min(lo + PREDICT_CHUNK, len(split))), targets=False)
+            yield lo, predict(model, inputs, data.task_type, self.profile.finetune.eval_batch_size, self.device,
+                              self.profile.runtime.precision)
+
+    def _predict(self, model: RoadModel, data: TaskData, split: Split) -> dict[str, Tensor]:
+        """Head outputs over every row of ``split``, concatenated (dev sets; training sets stream, see
+        :meth:`soft_targets`)."""
+        chunks: dict[str, list[Tensor]] = {}
+        for _, out in self._predict_chunks(model, data, split):
             for key, value in out.items():
                 chunks.setdefault(key, []).append(value)
         return {k: torch.cat(v) for k, v in chunks.items()}
@@ -297,8 +309,7 @@ class Experiment:
 
         def make(path: Path) -> dict[str, Any]:
             set_seed(0)
-            pad = self.tokenizer(model_key).pad_token_id or 0
-            data = {name: TaskData(name, get_dataset(s.dataset).task, self._split(s, model_key), None, pad,
+            data = {name: TaskData(name, get_dataset(s.dataset).task, self._split(s, model_key), None,
                                    self.profile.features) for name, s in streams.items()}
             batches = {name: EpochBatches(len(d.train), ws.batch_size, seed=i) for i, (name, d) in enumerate(data.items())}
 
@@ -396,47 +407,58 @@ class Experiment:
         return self.store.run("finetune", config, make, self._sources(task))
 
     def soft_targets(self, task: str, model_key: str, teacher: Run) -> Run:
-        """Cache a teacher's logits on every training feature (generated once per teacher and dataset)."""
+        """Cache a teacher's logits on every training feature (generated once per teacher and dataset).
+
+        Stored as ``SOFT_TARGET_DTYPE`` (float16: half the bytes of float32 at 2^-11 relative precision, see
+        :mod:`road_repro.distill.cache`); the dtype is in the config (another dtype is another cache), the
+        file's metadata and the metrics. Students read the file per batch through memory maps.
+
+        Written as the teacher runs: each ``PREDICT_CHUNK``-row chunk of logits goes straight to its rows of
+        the file (:func:`road_repro.distill.write_soft_targets`), so no process ever holds a whole teacher's
+        logits. Under torchrun every rank runs its share of each chunk; only rank 0 writes the file.
+        """
         data = self.task(task, model_key)
-        config = {"stage": "soft_targets", "teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint}
+        dtype = dtype_name(SOFT_TARGET_DTYPE)
+        config = {"stage": "soft_targets", "teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint,
+                  "dtype": dtype}
 
         def make(path: Path) -> dict[str, Any]:
             model = self._load_finished(teacher, model_key, data)
-            logits = self._predict(model, data, data.train)
-            save_soft_targets(path / "soft_targets.safetensors", logits,
-                              {"teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint,
-                               "features": str(len(data.train))})
-            return {"features": len(data.train)}
+            chunks = self._predict_chunks(model, data, data.train)
+            first = next(chunks, None)  # the first chunk's trailing shapes size the file
+            shapes = {} if first is None else {k: (len(data.train), *v.shape[1:]) for k, v in first[1].items()}
+            write_soft_targets(path / "soft_targets.safetensors", shapes,
+                               {"teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint,
+                                "features": str(len(data.train))},
+                               itertools.chain([] if first is None else [first], chunks), SOFT_TARGET_DTYPE)
+            return {"features": len(data.train), "dtype": dtype}
 
         return self.store.run("soft_targets", config, make, self._sources(task))
 
     def _teacher_targets(self, task: str, teacher_model: str, student_model: str, objective: Objective,
-                         teachers: tuple[Run, ...]) -> dict[str, Tensor]:
-        """Teacher logits per training feature: mean of the teachers, or Weighted KD (Algorithm 2)."""
+                         teachers: tuple[Run, ...]) -> dict[str, TeacherTargets]:
+        """Teacher logits per training feature, read per batch: mean of the teachers, or Weighted KD (Algorithm 2).
+
+        One :class:`TeacherTargets` per batch key (``teacher_logits``, or ``teacher_start_logits`` and
+        ``teacher_end_logits``, each weighted against its own gold positions); ``TaskData.batch`` indexes it
+        with a batch's rows, so only those rows of the teachers' memory-mapped caches are ever read.
+        """
         data = self.task(task, student_model)
         if teacher_model != student_model:
             self.check_same_tokenization(student_model, teacher_model)
             if self.task(task, teacher_model).train.fingerprint != data.train.fingerprint:
                 raise ConfigError(f"teacher model {teacher_model!r} and student {student_model!r} give different "
                                   f"training features for {task!r}; per-feature soft targets need identical features")
-        caches = []
-        for teacher in teachers:
-            run = self.soft_targets(task, teacher_model, teacher)
-            tensors, _ = load_soft_targets(run.path / "soft_targets.safetensors",
-                                           expect={"teacher": teacher.run_id, "train_fingerprint": data.train.fingerprint})
-            caches.append(tensors)
-        stacked = stack_teachers(caches)
+        caches = [open_soft_targets(self.soft_targets(task, teacher_model, t).path / "soft_targets.safetensors",
+                                    expect={"teacher": t.run_id, "train_fingerprint": data.train.fingerprint})
+                  for t in teachers]
         gold = data.labels(data.train)
-        if data.is_span:
-            if objective.distill == "weighted":
-                start, end = weighted_span_teacher_logits(stacked["start_logits"], stacked["end_logits"],
-                                                          gold["start_positions"], gold["end_positions"], self.profile.distill.w)
-            else:
-                start, end = mean_teacher_logits(stacked["start_logits"]), mean_teacher_logits(stacked["end_logits"])
-            return {"teacher_start_logits": start, "teacher_end_logits": end}
-        if objective.distill == "weighted":
-            return {"teacher_logits": weighted_teacher_logits(stacked["logits"], gold["labels"], self.profile.distill.w)}
-        return {"teacher_logits": mean_teacher_logits(stacked["logits"])}
+        mode = "weighted" if objective.distill == "weighted" else "mean"
+        sides = ((("teacher_start_logits", "start_logits", "start_positions"),
+                  ("teacher_end_logits", "end_logits", "end_positions")) if data.is_span
+                 else (("teacher_logits", "logits", "labels"),))
+        return {key: TeacherTargets(caches, name, mode, gold[target], self.profile.distill.w)
+                for key, name, target in sides}
 
     def ensemble(self, task: str, model_key: str, teachers: tuple[Run, ...]) -> Run:
         """Score the ensemble that averages the members' dev logits (finetune runs, or ``predict`` runs for a

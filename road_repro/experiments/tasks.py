@@ -1,20 +1,22 @@
 """Task data for stages: examples, tokenized features and scoring, for span QA and classification alike.
 
 A :class:`TaskData` hides the two shapes behind one interface: ``batch(split, rows)`` gives a model
-batch (fixed-length QA features; dynamically padded sentence pairs), ``predict_inputs(split)`` the rows to
-run a model over, ``score(examples, logits)`` the task's metrics (official SQuAD 2.0 scoring or accuracy).
+batch (QA windows padded to ``max_seq_length``; sentence pairs padded to the batch's longest row) read from
+the memory-mapped feature store, ``score(split, logits)`` the task's metrics (official SQuAD 2.0 scoring or
+accuracy).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from road_repro.config import FeatureConfig
-from road_repro.data.features import pad_collate
+from road_repro.data.feature_store import StoredFeatures
 from road_repro.data.schema import LABELS, ClassificationExample, QAExample
 from road_repro.evaluate.accuracy import accuracy
 from road_repro.evaluate.postprocess import squad_predictions
@@ -28,16 +30,28 @@ def head_kind(task_type: str) -> str | int:
     return "span" if task_type == "mrc" else len(LABELS[task_type])
 
 
-@dataclass
 class Split:
-    """One split's examples and features (QA: tensors of equal length; classification: unpadded lists)."""
+    """One split's examples and its tokenized features, stored once on disk (:mod:`road_repro.data.feature_store`).
 
-    examples: list[QAExample] | list[ClassificationExample]
-    features: dict[str, Any]
-    fingerprint: str
+    ``fingerprint`` identifies the features (examples, tokenizer, settings) without building them, so a dry
+    run can name every run; ``features`` maps the stored split (building it first if needed) on first use.
+    """
+
+    def __init__(self, examples: list[QAExample] | list[ClassificationExample], fingerprint: str,
+                 load: Callable[[], StoredFeatures], known_rows: int | None = None):
+        self.examples, self.fingerprint, self._load, self._known_rows = examples, fingerprint, load, known_rows
+
+    @cached_property
+    def features(self) -> StoredFeatures:
+        return self._load()
+
+    @property
+    def known_rows(self) -> int | None:
+        """Rows (windows) if the features are built or loaded already, without building them (for plans)."""
+        return len(self.features) if "features" in self.__dict__ else self._known_rows
 
     def __len__(self) -> int:
-        return len(self.features["input_ids"])
+        return len(self.features)
 
 
 @dataclass
@@ -48,7 +62,6 @@ class TaskData:
     task_type: str  # mrc | nli | sentiment | paraphrase
     train: Split | None
     dev: Split | None
-    pad_token_id: int
     features_cfg: FeatureConfig
 
     @property
@@ -59,29 +72,18 @@ class TaskData:
     def targets(self) -> tuple[str, ...]:
         return SPAN_TARGETS if self.is_span else ("labels",)
 
-    def batch(self, split: Split, rows: Tensor, extra: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """The model batch for ``rows`` of ``split``, with per-row ``extra`` tensors (teacher logits) added."""
-        if self.is_span:
-            keep = ("input_ids", "attention_mask", "token_type_ids", *SPAN_TARGETS)
-            batch = {k: split.features[k][rows] for k in keep if k in split.features}
-        else:
-            idx = rows.tolist()
-            batch = pad_collate([{k: split.features[k][i] for k in split.features} for i in idx], self.pad_token_id)
+    def batch(self, split: Split, rows: Tensor, extra: dict[str, Any] | None = None,
+              targets: bool = True) -> dict[str, Tensor]:
+        """The model batch for ``rows`` of ``split`` (with targets unless ``targets=False``), plus per-row
+        ``extra`` values (teacher soft targets: anything indexable by a tensor of rows)."""
+        batch = split.features.batch(rows, targets)
         for key, value in (extra or {}).items():
             batch[key] = value[rows]
         return batch
 
-    def predict_inputs(self, split: Split) -> dict[str, Tensor]:
-        """All rows of ``split`` as model inputs (classification padded to the split's longest row)."""
-        if self.is_span:
-            return {k: v for k, v in split.features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        return self.batch(split, torch.arange(len(split)))
-
     def labels(self, split: Split) -> dict[str, Tensor]:
         """Gold targets of every row (start/end positions for spans, labels for classes)."""
-        if self.is_span:
-            return {k: split.features[k] for k in SPAN_TARGETS}
-        return {"labels": torch.tensor(split.features["labels"])}
+        return split.features.labels()
 
     def score(self, split: Split, logits: dict[str, Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(metrics, predictions to save): official SQuAD 2.0 scoring or accuracy in percent."""
@@ -90,7 +92,7 @@ class TaskData:
             return {"acc": accuracy(preds, self.labels(split)["labels"])}, {"predictions": preds.tolist()}
         f = self.features_cfg
         preds, null_odds = squad_predictions(
-            split.examples, split.features["example_index"], split.features["offsets"],
+            split.examples, split.features.column("example_index"), split.features.offsets,
             logits["start_logits"], logits["end_logits"], n_best_size=f.n_best_size,
             max_answer_length=f.max_answer_length, null_score_diff_threshold=f.null_score_diff_threshold,
             answer_selection=f.answer_selection,

@@ -9,7 +9,6 @@ from road_repro.data.features import (
     pad_collate,
     pair_features,
     qa_features,
-    features_fingerprint,
     truncate_questions,
 )
 from road_repro.data.schema import Answer, ClassificationExample, QAExample
@@ -114,27 +113,6 @@ def test_settings_and_tokenizer_checks(tokenizer):
 
     with pytest.raises(ConfigError, match="'slow-tok' is not a fast tokenizer"):
         qa_features(ex, Slow())
-
-
-def test_fingerprint_covers_features_and_examples_not_tokenizer_names(tokenizer, tmp_path):
-    from transformers import AutoTokenizer
-
-    ex = [QAExample("q", "Paris is nice.", "Where?", (Answer("Paris", 0),))]
-    base = features_fingerprint(qa_features(ex, tokenizer), ex)
-    assert len(base) == 64 and base == features_fingerprint(qa_features(ex, tokenizer), ex)
-    assert base != features_fingerprint(qa_features(ex, tokenizer, doc_stride=32, max_seq_length=128), ex)
-    unanswerable = [QAExample("q", "Paris is nice.", "Where?")]
-    assert base != features_fingerprint(qa_features(unanswerable, tokenizer), unanswerable)
-    # a differently named copy of the same vocabulary: the same fingerprint
-    tokenizer.save_pretrained(tmp_path / "another-name")
-    copy = AutoTokenizer.from_pretrained(tmp_path / "another-name")
-    assert copy.name_or_path != tokenizer.name_or_path
-    assert features_fingerprint(qa_features(ex, copy), ex) == base
-    pairs = [ClassificationExample("p", "A man sleeps.", 2, "A man is awake.")]
-    assert features_fingerprint(pair_features(pairs, copy), pairs) == features_fingerprint(pair_features(pairs, tokenizer), pairs)
-    relabelled = [ClassificationExample("p", "A man sleeps.", 0, "A man is awake.")]
-    assert features_fingerprint(pair_features(relabelled, tokenizer), relabelled) != features_fingerprint(
-        pair_features(pairs, tokenizer), pairs)
 
 
 def test_pair_features_and_collate(tokenizer):

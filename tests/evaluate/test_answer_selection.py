@@ -68,11 +68,16 @@ def test_task_scoring_follows_the_setting() -> None:
     """``TaskData.score`` passes ``features.answer_selection`` on: the unanswerable question is right
     (exact 100) under the default reference rule and wrong under the context rule."""
     examples, example_index, offsets, start, end = hand_made_window()
-    split = Split(examples, {"input_ids": torch.zeros(1, L, dtype=torch.long), "example_index": example_index,
-                             "offsets": offsets}, "hand-made")
+
+    class HandMade:  # what scoring reads of a split's stored features
+        def column(self, name: str) -> Tensor:
+            return {"example_index": example_index}[name]
+
+    HandMade.offsets = offsets
+    split = Split(examples, "hand-made", HandMade)
     logits = {"start_logits": start, "end_logits": end}
     for selection, prediction, exact in (("reference", "", 100.0), ("context", "Denver Broncos", 0.0)):
-        task = TaskData("squad", "mrc", None, split, 0, FeatureConfig(n_best_size=3, answer_selection=selection))
+        task = TaskData("squad", "mrc", None, split, FeatureConfig(n_best_size=3, answer_selection=selection))
         metrics, saved = task.score(split, logits)
         assert saved["predictions"] == {"q": prediction} and metrics["exact"] == exact
 

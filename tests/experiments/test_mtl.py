@@ -1,5 +1,7 @@
 """Multi-task pretraining stages at a tiny size: ROaD task-shared heads, MT-DNN per-dataset heads, KD."""
 
+import json
+
 import pytest
 from safetensors import safe_open
 
@@ -46,7 +48,50 @@ def test_kd_during_mtl_finetunes_and_caches_a_teacher_per_dataset(exp):
     assert set(teachers) == set(exp.profile.mtl.datasets)
     soft = list(exp.store.root.glob("soft_targets-*/soft_targets.safetensors"))
     assert len(soft) == len(teachers)
+    for path in soft:  # teacher logits are stored in float16, recorded in the file, the run config and metrics
+        with safe_open(str(path), "pt") as fh:
+            assert fh.metadata()["dtype"] == "float16" and {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"F16"}
+        stage = json.loads((path.parent / "config.json").read_text())
+        assert stage["config"]["dtype"] == "float16"
+        assert json.loads((path.parent / "metrics.json").read_text())["dtype"] == "float16"
     assert run.config["kd_settings"] == {"temperature": 5.0, "lam": 0.7, "t2_scale": True}
+
+
+@pytest.mark.parametrize("name", ["synthetic_squad_warmup", "synthetic_nli"])
+def test_kd_soft_targets_are_written_chunk_by_chunk(exp, tmp_path, monkeypatch, name):
+    """The teacher's training logits stream to the cache, PREDICT_CHUNK rows at a time, never concatenated;
+    the file holds exactly the (float16) logits of a whole-split prediction."""
+    import numpy as np
+    import torch
+
+    from road_repro.experiments import stages
+    from road_repro.experiments.stages import mtl_task
+
+    task = mtl_task(name)
+    teacher = exp.finetune(task, "large", exp.profile.mtl.seed, epochs=exp.profile.mtl.teacher_epochs)
+    other = Experiment(exp.profile, tmp_path / "runs", progress=False)  # a fresh store: the cache is computed
+    monkeypatch.setattr(stages, "PREDICT_CHUNK", 7)
+    chunk_rows = []
+    real = stages.write_soft_targets
+
+    def spy(path, shapes, metadata, chunks, dtype):
+        def seen():
+            for lo, tensors in chunks:
+                chunk_rows.append((lo, {len(t) for t in tensors.values()}))
+                yield lo, tensors
+        return real(path, shapes, metadata, seen(), dtype)
+
+    monkeypatch.setattr(stages, "write_soft_targets", spy)
+    run = other.soft_targets(task, "large", teacher)
+    data = other.task(task, "large")
+    n = len(data.train)
+    assert n > 7 and [lo for lo, _ in chunk_rows] == list(range(0, n, 7))
+    assert all(rows <= {7} for lo, rows in chunk_rows[:-1]) and chunk_rows[-1][1] == {n - chunk_rows[-1][0]}
+    cache = stages.open_soft_targets(run.path / "soft_targets.safetensors", expect={"teacher": teacher.run_id})
+    whole = other._predict(other._load_finished(teacher, "large", data), data, data.train)
+    assert set(cache.arrays) == set(whole) and cache.metadata["features"] == str(n)
+    for key, value in whole.items():
+        torch.testing.assert_close(cache.rows(key, np.arange(n)), value.half().float(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("t2_scale", [True, False])
@@ -61,7 +106,8 @@ def test_kd_during_mtl_applies_the_profiles_t2_setting(exp, monkeypatch, t2_scal
     real = stages.pass_losses
     monkeypatch.setattr(stages, "pass_losses", lambda objective, *a: seen.append(objective) or real(objective, *a))
     run = other.mtl("large", "road", pass_step=4, kd=True)
-    assert seen and {o.t2_scale for o in seen} == {t2_scale} and {o.distill for o in seen} == {"kd"}
+    kd = [o for o in seen if o.distill is not None]  # (the per-dataset teachers train with plain CE first when
+    assert kd and {o.t2_scale for o in kd} == {t2_scale} and {o.distill for o in kd} == {"kd"}  # not cached yet)
     assert run.config["kd_settings"]["t2_scale"] is t2_scale
 
 

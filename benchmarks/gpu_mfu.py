@@ -10,11 +10,15 @@ trained by our loop on random full-length token batches (no padding, so every to
 * The paper's MTL (Table 8: 50,000 steps at batch 512; "about 12 hours on 8 V100", i.e. 96 GPU-hours) would
   take ``50,000 x 512 / (examples/s) / 3600`` GPU-hours at the measured single-GPU rate (perfect scaling).
 
-On a machine without CUDA it prints why it is skipped and writes nothing.
+Writes ``<out>/gpu_mfu.csv`` (one wide row) and ``<out>/gpu.csv``, the same figures one measure a row
+(:data:`GPU_CSV_COLUMNS`: measure, value, unit, the GPU's name, the paper's MTL in GPU-hours at this rate, and
+the context) -- the file ``make gpu-check`` (:mod:`benchmarks.gpu_check`) reports. On a machine without CUDA
+it prints why it is skipped and writes nothing.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +38,7 @@ from benchmarks.common import (
     summary_row,
     write_csv,
 )
+from road_repro.errors import DataError
 from road_repro.models.model import RoadModel
 from road_repro.train.loop import Pass
 from road_repro.train.objectives import Objective, pass_losses
@@ -53,6 +58,21 @@ PAPER_MTL_STEPS = 50_000
 PAPER_MTL_BATCH = 512
 PAPER_MTL_GPU_HOURS = 12 * 8  # "about 12 hours on 8 GPUs" (V100 32 GB)
 COLUMNS = ("gpu", "batch_size", "seq_len", "examples_per_s", "tokens_per_s", "tflops", "mfu", "paper_mtl_gpu_hours")
+#: ``gpu.csv``: one row per measure, these columns first (then the context columns of the wide row).
+GPU_CSV = "gpu"
+GPU_CSV_COLUMNS = ("measure", "value", "unit", "gpu", "paper_mtl_gpu_hours", "encoder", "params", "dtype",
+                   "batch_size", "seq_len", "peak_tflops_assumed")
+#: The measures of ``gpu.csv``, in order: (column of the wide row, unit).
+GPU_MEASURES = (
+    ("examples_per_s", "examples/s"),
+    ("tokens_per_s", "tokens/s"),
+    ("tflops", "model TFLOP/s (6 x params x tokens/s)"),
+    ("mfu", "fraction of the assumed dense bf16 peak"),
+    ("step_ms", "ms per optimizer step"),
+    ("peak_mem_mb", "MiB (cuda max_memory_allocated)"),
+    ("paper_mtl_gpu_hours", "GPU-hours for the paper's MTL (50,000 steps x 512) at this rate"),
+    ("paper_mtl_gpu_hours_reported", "GPU-hours the paper reports (about 12 h on 8 V100)"),
+)
 
 
 @dataclass(frozen=True)
@@ -146,14 +166,32 @@ def run(settings: BenchSettings, peak_override: float | None = None) -> pd.DataF
               "pass --peak-tflops")
     with benchmark_process(settings):
         row = measure(ElectraConfig(**ELECTRA_LARGE), settings, QUICK if settings.quick else FULL, peak)
-    return pd.DataFrame([{"gpu": name, **row, **context_columns(settings, "random tokens")}])
+    context = {**context_columns(settings, "random tokens"),
+               "model": f"{row['encoder']} (ELECTRA-large shape, random init)"}
+    return pd.DataFrame([{"gpu": name, **row, **context, "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z")}])
+
+
+def gpu_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``gpu.csv`` from the wide frame of :func:`run`: one row per measure of :data:`GPU_MEASURES` and GPU row,
+    with the columns of :data:`GPU_CSV_COLUMNS` first and the rest of the wide row's context after them."""
+    missing = sorted(({c for c, _ in GPU_MEASURES} | set(GPU_CSV_COLUMNS[3:])) - set(frame.columns))
+    if missing:
+        raise DataError(f"{NAME}: the measurement lacks the columns {missing} that gpu.csv needs")
+    measured = {c for c, _ in GPU_MEASURES}
+    context = [c for c in frame.columns if c not in measured and c not in GPU_CSV_COLUMNS]
+    rows = [{"measure": measure, "value": float(wide[measure]), "unit": unit,
+             **{c: wide[c] for c in GPU_CSV_COLUMNS[3:]}, **{c: wide[c] for c in context}}
+            for _, wide in frame.iterrows() for measure, unit in GPU_MEASURES]
+    return pd.DataFrame(rows, columns=[*GPU_CSV_COLUMNS, *context])
 
 
 def report(frame: pd.DataFrame | None, settings: BenchSettings) -> None:
-    """Write the CSV and print the table (nothing when the benchmark was skipped)."""
+    """Write the CSVs (``gpu_mfu.csv`` wide, ``gpu.csv`` one measure a row) and print the table (nothing when
+    the benchmark was skipped)."""
     if frame is None:
         return
     write_csv(frame, settings.out, NAME)
+    write_csv(gpu_csv_frame(frame), settings.out, GPU_CSV)
     print_table(f"ELECTRA-large-sized encoder, bf16, our loop ({frame['gpu'].iloc[0]})", frame, COLUMNS)
 
 

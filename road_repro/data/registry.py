@@ -58,6 +58,12 @@ class DatasetSpec:
     * ``local`` maps our split names to candidate paths relative to a data directory (the first that
       exists wins); ``from_file(path)`` reads one such file.
     * ``generate(split, limit)`` makes synthetic data and replaces both sources.
+    * ``examples`` and ``context_tokens`` are documented sizes for planning compute without loading
+      anything (:mod:`road_repro.experiments.planning`): examples per split (our split names) at the
+      paper's scale -- paper Table 1 for the MTL training sets, the official dev sizes for evaluation
+      sets; what a hub stand-in or a local file serves can differ, ``size`` says how -- and, for span QA,
+      the mean context length in word-level tokens (words and punctuation, as MRQA 2019 counts them),
+      from which the dry run estimates windows per example.
     """
 
     name: str
@@ -73,6 +79,8 @@ class DatasetSpec:
     hub_revision: str | None = None
     hub_label_names: tuple[str, ...] | None = None
     generate: Generate | None = field(default=None, compare=False)
+    examples: dict[str, int] = field(default_factory=dict)
+    context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         where = f"dataset spec {self.name!r}"
@@ -88,6 +96,12 @@ class DatasetSpec:
             raise ConfigError(f"{where}: a hub source needs from_hub and hub_splits")
         if self.local and self.from_file is None:
             raise ConfigError(f"{where}: local candidates need from_file")
+        for split, count in self.examples.items():
+            if split not in self.splits or isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ConfigError(f"{where}: examples[{split!r}]={count!r} must be a positive count of one of its "
+                                  f"splits ({', '.join(self.splits)})")
+        if self.context_tokens is not None and (self.task != "mrc" or self.context_tokens < 1):
+            raise ConfigError(f"{where}: context_tokens is a positive mean context length of a span-QA dataset")
 
     @property
     def splits(self) -> tuple[str, ...]:

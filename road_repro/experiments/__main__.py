@@ -1,4 +1,4 @@
-"""``python -m road_repro.experiments TABLE... [--profile P] [--output-dir D] [--override k=v ...] [--preflight]``.
+"""``python -m road_repro.experiments TABLE... [--profile P] [--output-dir D] [--override k=v ...] [--preflight | --plan | --dry-run]``.
 
 The command-line way to compute tables, and the one ``torchrun`` launches for multi-GPU scales
 (papermill notebooks cannot be launched by torchrun; after a torchrun pass every stage is cached, so the
@@ -8,7 +8,12 @@ notebook then only renders)::
 
 Every table named is checked first (the preflight: settings, device, models, every dataset split its
 stages read), so a problem in the last table stops the command before the first one trains.
-``--preflight`` stops after the checks. A ``ConfigError`` or ``DataError`` prints one line per problem
+``--preflight`` stops after the checks. ``--dry-run`` plans the compute and stops: every stage of the
+tables (new, shared between tables, already cached), optimizer steps, examples and GPU-hours per stage,
+per table and in total, without training or downloading anything (models and data not on disk get
+planned ids and a note); it writes ``<output-dir>/<profile>/plan.json``. ``--plan`` prints the same plan
+after the full preflight (which may download), as ``make reproduce-all`` does before it runs the tables.
+A ``ConfigError`` or ``DataError`` prints one line per problem
 (naming the file and row or the setting) and exits with status 2; ``--debug`` or ``ROAD_DEBUG=1`` shows
 the traceback too. Any other exception keeps its traceback.
 """
@@ -41,13 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", action="store_true",
                         help="check, then list every stage the tables need (shared, cached, new) without training; "
                              "writes <output-dir>/<profile>/plan.json for progress reports")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="plan the compute and stop: stages, steps, examples and GPU-hours per stage and table, "
+                             "without training or downloading (what is not on disk gets a planned id); "
+                             "writes <output-dir>/<profile>/plan.json")
+    parser.add_argument("--stages", action="store_true", help="with --plan or --dry-run: one line per stage too")
     parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("ROAD_DEBUG")),
                         help="show tracebacks of configuration and data errors (also ROAD_DEBUG=1)")
     args = parser.parse_args(argv)
     try:
-        if args.plan:
+        if args.plan or args.dry_run:
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
-                                        args.runs_dir)))
+                                        args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0
         check_tables(args.tables, args.profile, args.seeds, args.override)
         if args.preflight:

@@ -18,12 +18,14 @@ The profile's numeric settings are range-checked when it is loaded (:func:`road_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import BertConfig
 
-from road_repro.config import ProfileConfig, SplitConfig, TableSpec
+from road_repro.config import ModelConfig, ProfileConfig, SplitConfig, TableSpec
 from road_repro.data.registry import get_dataset
 from road_repro.errors import ConfigProblems, RoadError
 from road_repro.experiments.stages import Experiment, mtl_task
@@ -117,8 +119,10 @@ def device_problems(profile: ProfileConfig) -> list[str]:
     return []
 
 
-def model_problems(exp: Experiment, needs: Needs) -> list[str]:
-    """Each model loads (config and tokenizer), fits ``max_seq_length``; cross-model teachers share a vocabulary."""
+def model_problems(exp: Experiment, needs: Needs, load_config: Callable[[ModelConfig], Any] = load_model_config
+                   ) -> list[str]:
+    """Each model loads (config and tokenizer), fits ``max_seq_length``; cross-model teachers share a vocabulary.
+    ``load_config`` reads a checkpoint's config (a dry run passes one that never asks the hub)."""
     problems = []
     p = exp.profile
     longest = max(p.features.max_seq_length, p.features.max_pair_length)
@@ -134,7 +138,7 @@ def model_problems(exp: Experiment, needs: Needs) -> list[str]:
                     continue
                 config = BertConfig(max_position_embeddings=TINY_MAX_POSITIONS, **TINY_PRESETS[cfg.preset])
             else:
-                config = load_model_config(cfg)
+                config = load_config(cfg)
         except RoadError as exc:
             problems.append(f"models.{key}: {exc}")
             continue

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -152,48 +151,28 @@ def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[
 
 def plan_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[int] | None = None,
                 overrides: Sequence[str] = (), output_dir: str | Path = "results",
-                runs_dir: str | Path | None = None) -> dict[str, Any]:
-    """The stages every table needs, with their real run ids, computed without training (a dry run).
+                runs_dir: str | Path | None = None, offline: bool = False) -> dict[str, Any]:
+    """The stages every table needs, with their run ids, steps, examples and GPU-hours, without training.
 
     Tables are planned in the order given; a stage an earlier table needs is *shared*, one already finished
     on disk is *cached*, the rest are *new*. The union of all tables' stages is what a full run computes
     once. Written to ``<output_dir>/<profile>/plan.json``, which :func:`run_table` reads to report overall
-    progress (stages finished / planned, elapsed time).
+    progress (stages finished / planned, elapsed time). ``offline=False`` (``--plan``) runs the full preflight
+    first and loads everything; ``offline=True`` (``--dry-run``) downloads nothing and gives what is not on
+    disk planned ids (:mod:`road_repro.experiments.planning`).
     """
-    check_tables(tables, profile, seeds, overrides)
-    runs = Path(runs_dir) if runs_dir else Path(output_dir) / "runs"
-    seen: dict[str, str] = {}  # run id -> kind
-    report: dict[str, Any] = {"profile": profile, "started": time.time(), "tables": {}}
-    for table in tables:
-        spec = load_table_spec(table)
-        exp = Experiment(_profile(profile, overrides, spec, seeds), runs, progress=False, dry=True)
-        exp.store.context = table
-        runner = TableRunner(exp, spec)
-        for i, row in enumerate(spec.rows, start=1):
-            runner.row(i, row)
-        stages = exp.store.plan
-        shared = [st for st in stages if st.run_id in seen]
-        cached = [st for st in stages if st.run_id not in seen and st.cached]
-        report["tables"][table] = {"stages": [st.run_id for st in stages], "shared": len(shared),
-                                   "cached": len(cached), "new": len(stages) - len(shared) - len(cached),
-                                   "kinds": dict(Counter(st.kind for st in stages))}
-        seen.update({st.run_id: st.kind for st in stages})
-        report.setdefault("cached_ids", []).extend(st.run_id for st in cached)
-    report["run_ids"] = list(seen)
-    report["kinds"] = dict(Counter(seen.values()))
-    atomic_write_json(Path(output_dir) / load_profile(profile, overrides).name / "plan.json", report)
-    return report
+    from road_repro.experiments.planning import build_plan
+
+    if not offline:
+        check_tables(tables, profile, seeds, overrides)
+    return build_plan(tables, profile, seeds, overrides, output_dir, runs_dir, offline)
 
 
-def plan_text(plan: dict[str, Any]) -> str:
-    """The plan as a few lines for the console."""
-    lines = [f"plan at the {plan['profile']} scale: {len(plan['run_ids'])} stages in all "
-             f"({', '.join(f'{n} {k}' for k, n in sorted(plan['kinds'].items()))}), "
-             f"{len(plan.get('cached_ids', []))} already finished"]
-    for k, (table, t) in enumerate(plan["tables"].items(), start=1):
-        lines.append(f"  [{k}/{len(plan['tables'])}] {table}: {len(t['stages'])} stages: {t['new']} new, "
-                     f"{t['shared']} shared with earlier tables, {t['cached']} cached")
-    return "\n".join(lines)
+def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
+    """The plan for the console (:func:`road_repro.experiments.planning.plan_text`)."""
+    from road_repro.experiments.planning import plan_text as text
+
+    return text(plan, stages)
 
 
 def _progress(output_dir: str | Path, profile: ProfileConfig) -> Progress | None:
@@ -201,6 +180,8 @@ def _progress(output_dir: str | Path, profile: ProfileConfig) -> Progress | None
     path = Path(output_dir) / profile.name / "plan.json"
     try:
         plan = json.loads(path.read_text())
+        if any(stage.get("planned_id") for stage in plan.get("stages", {}).values()):
+            return None  # a dry run's plan: some of its ids are planned ones, not the ids the run computes
         return Progress(frozenset(plan["run_ids"]), float(plan["started"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -53,6 +53,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.features)
 
+    def __bool__(self) -> bool:
+        """A split is there (truth must not ask for its length: that would build its features)."""
+        return True
+
 
 @dataclass
 class TaskData:

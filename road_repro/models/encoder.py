@@ -47,11 +47,13 @@ def _resolve(name: str) -> str:
     return str(packaged_minilm_path()) if name == "minilm" else name
 
 
-def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
-    """The model's fast tokenizer (``cfg.tokenizer``, else ``cfg.name_or_path``; ``minilm`` for presets)."""
+def load_tokenizer(cfg: ModelConfig, local_files_only: bool = False) -> PreTrainedTokenizerBase:
+    """The model's fast tokenizer (``cfg.tokenizer``, else ``cfg.name_or_path``; ``minilm`` for presets).
+    ``local_files_only``: never ask the hub (a dry run), fail unless it is on disk."""
     name = cfg.tokenizer or cfg.name_or_path or "minilm"
     try:
-        tok = AutoTokenizer.from_pretrained(_resolve(name), trust_remote_code=cfg.trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(_resolve(name), trust_remote_code=cfg.trust_remote_code,
+                                            local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load tokenizer {name!r} (offline or unknown name): {exc}") from exc
     if not tok.is_fast:
@@ -86,10 +88,12 @@ def tokenization_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBa
     return None
 
 
-def load_model_config(cfg: ModelConfig):
-    """The checkpoint's configuration (local files, the packaged MiniLM, or the hub where allowed)."""
+def load_model_config(cfg: ModelConfig, local_files_only: bool = False):
+    """The checkpoint's configuration (local files, the packaged MiniLM, or the hub where allowed;
+    ``local_files_only``: never the hub)."""
     try:
-        return AutoConfig.from_pretrained(_resolve(cfg.name_or_path or ""), trust_remote_code=cfg.trust_remote_code)
+        return AutoConfig.from_pretrained(_resolve(cfg.name_or_path or ""), trust_remote_code=cfg.trust_remote_code,
+                                          local_files_only=local_files_only)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {cfg.name_or_path!r} (offline or unknown name): "
                           f"{str(exc).splitlines()[0]}") from exc

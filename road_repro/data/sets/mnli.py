@@ -71,6 +71,7 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="mixed: OANC-derived text free to use; fiction genre CC BY-SA 3.0 / CC BY 3.0 / public domain (MultiNLI README)",
         size="392,702 train / 9,815 dev matched / 9,832 dev mismatched (Table 1: 392K)",
+        examples={"train": 392_702, "dev": 9_815, "dev_mismatched": 9_832},  # paper scale, for planning (DatasetSpec)
         notes=(
             "'dev' is MNLI matched (the paper's MNLI-m). Pairs without a gold label ('-') are dropped. "
             "Shared-data fallbacks: train = the 8,999-pair glue_pretrain_subset (then the 48-row k-shot TSV); "

@@ -62,6 +62,8 @@ SPEC = register_dataset(
         from_file=load_mrqa,
         licence="CC BY-SA 3.0 (NQ data); MRQA release MIT",
         size="MRQA NaturalQuestionsShort: 104,071 train / 12,836 dev questions (Table 1: 204K)",
+        examples={"train": 204_000, "dev": 12_836},  # paper scale, for planning (DatasetSpec)
+        context_tokens=153,  # MRQA 2019 Table 1
         notes=(
             "NQ short answers need their Wikipedia context: read from MRQA NaturalQuestionsShort. NQ-open "
             "(shared data: nq_open/NQ-open.dev.jsonl, 3,610 questions) has no context and is only for "

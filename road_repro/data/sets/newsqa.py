@@ -38,6 +38,8 @@ SPEC = register_dataset(
         from_file=load_mrqa,
         licence="NewsQA: Microsoft NewsQA terms (CNN stories, research use); MRQA release: MIT",
         size="MRQA: 74,160 train / 4,212 dev questions",
+        examples={"train": 74_160, "dev": 4_212},  # paper scale, for planning (DatasetSpec)
+        context_tokens=599,  # MRQA 2019 Table 1
         notes=(
             "MRQA's NewsQA keeps only answerable questions, so it tests span extraction, not no-answer "
             "detection. Shared data has only the 17-question MRQA sample (mrqa/samples/NewsQA_sample.jsonl), "

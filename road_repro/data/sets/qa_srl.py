@@ -197,6 +197,8 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="QA-SRL Bank 2.0: see qasrl.org (not stated on the hub); QA-SRL GS repository: MIT",
         size="Bank 2.0: about 250K QA pairs over 64K sentences; GS: 7,188 dev / 7,102 test QA rows (Table 1: 172K)",
+        examples={"train": 172_000},  # paper scale, for planning (DatasetSpec)
+        context_tokens=25,  # one sentence; an assumption, not measured
         notes=(
             "Context = one sentence; QA-SRL has no unanswerable questions. Shared data holds the 2020 Gold Standard "
             "(dev/test, Wikinews + Wikipedia), read as the dev/test fallback (both domain files, sorted); "

@@ -96,6 +96,8 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="not stated (hub card: unknown); sentences from Wikipedia via WikiReading",
         size="fold 0: about 840K train / 600 dev / 12K test rows; hub: all 10 folds (Table 1: 1000K)",
+        examples={"train": 1_000_000},  # paper scale, for planning (DatasetSpec)
+        context_tokens=30,  # one sentence; MRQA 2019 RelationExtraction
         notes=(
             "Negative examples (no answer) are unanswerable questions. The hub concatenates the ten folds; local "
             "files read fold 0. MRQA RelationExtraction (dev fallback) is answerable-only. Not in shared data."

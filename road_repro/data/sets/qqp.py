@@ -62,6 +62,7 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="Quora's data release terms (non-commercial research use)",
         size="363,846 train / 40,430 dev (Table 1: 363K)",
+        examples={"train": 363_846, "dev": 40_430},  # paper scale, for planning (DatasetSpec)
         notes=(
             "Rows with an empty question raise DataError (strict). Shared data has no complete GLUE dev: its "
             "fallbacks are the glue_pretrain_subset portions (8,999 / 1,000 pairs, split of origin unverified, "

@@ -135,6 +135,8 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="CC BY-SA 4.0 (quac.ai; the hub card says MIT)",
         size="83,568 train / 7,354 dev questions in 11,567 / 1,000 dialogs (Table 1: 83K)",
+        examples={"train": 83_568, "dev": 7_354},  # paper scale, for planning (DatasetSpec)
+        context_tokens=397,  # QuAC paper: 396.8 tokens per section
         notes=(
             "Dialog history ignored (each turn is a standalone question); CANNOTANSWER removed from the context "
             "and such turns unanswerable. Not in shared data."

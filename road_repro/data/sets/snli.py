@@ -63,6 +63,7 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="CC BY-SA 4.0",
         size="549,367 train / 9,842 dev / 9,824 test gold-labelled pairs (Table 1: 549K)",
+        examples={"train": 549_367, "dev": 9_842, "test": 9_824},  # paper scale, for planning (DatasetSpec)
         notes=(
             "Pairs whose gold label is '-' (no annotator majority) are dropped, as usual. Shared data has the "
             "complete dev (derived jsonl, SentEval triple) and test (SentEval triple); the original-format "

@@ -27,6 +27,8 @@ SPEC = register_dataset(
         from_file=load_squad_v2_json,
         licence="CC BY-SA 4.0",
         size="130,319 train / 11,873 dev questions (dev: 5,928 answerable, 5,945 unanswerable)",
+        examples={"train": 130_319, "dev": 11_873},  # paper scale, for planning (DatasetSpec)
+        context_tokens=137,  # MRQA 2019 Table 1 (SQuAD); 143 measured on MRQA's SQuAD dev
         notes=(
             "Evaluation set of the paper (public dev). Shared data has the official dev file and, as the last "
             "train fallback, the first 10 articles of train (4,719 questions) -- enough for pipeline runs only."

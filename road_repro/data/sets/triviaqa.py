@@ -145,6 +145,8 @@ SPEC = register_dataset(
         from_file=from_file,
         licence="Apache 2.0 (TriviaQA repository README); MRQA release MIT",
         size="MRQA TriviaQA-web: 61,688 train / 7,785 dev questions (Table 1: 114K)",
+        examples={"train": 114_000, "dev": 7_785},  # paper scale, for planning (DatasetSpec)
+        context_tokens=784,  # MRQA 2019 Table 1 (TriviaQA-web, contexts cut at 800 tokens)
         notes=(
             "Official JSON: contexts come from the evidence files (not in the JSON); one example per (question, "
             "document) with distantly supervised spans. Shared data has only the one-question official sample "

@@ -146,17 +146,21 @@ def meets(row) -> bool | None:
 
 
 def full_windows(n: int, tmp: Path) -> float:
-    """(b): bytes per stored training window when every window is full (long contexts, 512 tokens)."""
-    rng = np.random.default_rng(0)
+    """(b): bytes per stored training window when every window is full: contexts of single-token words sized so
+    that question + context + special tokens are exactly 512 tokens (one full window each, the worst case)."""
+    tok = tokenizer_for(BenchSettings(model="minilm"))
     words = ["alpha", "river", "stone", "music", "paris", "engine", "garden", "silver", "winter", "harbor"]
+    question = "Which word comes first?"
+    room = SPAN.max_seq_length - tok.num_special_tokens_to_add(pair=True) - len(tok.tokenize(question))
+    rng = np.random.default_rng(0)
     examples = []
     for i in range(n):
-        context = " ".join(rng.choice(words, 900))
-        examples.append(QAExample(f"long-{i}", context, "Which word comes first?", (Answer(context[:5], 0),)))
-    stored = FeatureStore(tmp / "full").get(examples, tokenizer_for(BenchSettings(model="minilm")), SPAN, "long")
+        context = " ".join(rng.choice(words, room))
+        examples.append(QAExample(f"long-{i}", context, question, (Answer(context[:5], 0),)))
+    stored = FeatureStore(tmp / "full").get(examples, tok, SPAN, "full windows")
     lengths = np.diff(stored.dataset.data.column("input_ids").combine_chunks().offsets.to_numpy())
-    if (lengths == SPAN.max_seq_length).mean() < 0.5:
-        raise RuntimeError("the long synthetic contexts did not fill the windows")
+    if len(stored) != n or not (lengths == SPAN.max_seq_length).all():
+        raise RuntimeError("the sized synthetic contexts did not make exactly one full window each")
     return stored.nbytes / len(stored)
 
 
@@ -283,7 +287,7 @@ def run(settings: BenchSettings) -> pd.DataFrame:
         root = None if settings.data == "synthetic" else shared_data_dir()
         n = 600 if quick else 11_873
         examples = (load_examples("squad_v2", "dev", data_dir=root, limit=n) if root
-                    else synthetic_squad(n, settings.seed, n_facts=3, max_facts=40))
+                    else synthetic_squad(n, settings.seed, n_facts=3, max_facts=12))
         data = "squad_v2 dev (shared data)" if root else "synthetic_squad"
         a = throughput(examples, tmp / "a", workers)
         per_core_tokens = a["tokens_per_s"] / workers

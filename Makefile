@@ -6,6 +6,8 @@
 #   make test                     the test suite (offline; real-data tests use ../shared/data when present)
 #   make bench                    speed/memory benchmarks vs the Hugging Face Trainer -> results/bench/
 #   make gpu-check                on one CUDA GPU, < 8 min: GPU tests, GPU benchmark -> results/bench/gpu.csv, a capped mini table
+# bash: reproduce-all streams each notebook's stderr through a process substitution (see there).
+SHELL := /bin/bash
 PYTHON ?= python3
 PROFILE ?= smoke
 NPROC ?= 1
@@ -50,6 +52,8 @@ gpu-check: install
 # then rebuilds results/<profile>/report/index.html. Finished stages are cached in results/runs/.
 # With NPROC > 1 each table's stages are first computed by torchrun (DDP over NPROC GPUs); the
 # notebook then finds them cached and only renders. DRY_RUN=1 only plans (--dry-run) and stops.
+# Each notebook's stderr (one line per stage) streams to the console through a pipe: papermill opens its
+# --stderr-file for writing, which would empty a log file that make's own stderr is redirected to.
 reproduce-all: install
 ifneq ($(filter 1 true yes,$(DRY_RUN)),)
 	@$(PY) -m road_repro.experiments $(TABLES) --profile $(PROFILE) --output-dir $(RESULTS) --dry-run
@@ -62,7 +66,7 @@ else
 	    $(VENV)/bin/torchrun --nproc_per_node $(NPROC) -m road_repro.experiments $$(basename $$nb .ipynb) \
 	      --profile $(PROFILE) --output-dir $(RESULTS) || exit 1; \
 	  fi; \
-	  $(PY) -m papermill --log-level WARNING --stderr-file /dev/stderr $$nb $(RESULTS)/$(PROFILE)/notebooks/$$(basename $$nb) \
+	  $(PY) -m papermill --log-level WARNING --stderr-file >(cat >&2) $$nb $(RESULTS)/$(PROFILE)/notebooks/$$(basename $$nb) \
 	    -k python3 -p profile $(PROFILE) -p output_dir $(RESULTS) || exit 1; \
 	done
 	$(PY) -m road_repro.report --profile $(PROFILE) --output-dir $(RESULTS)

@@ -18,7 +18,7 @@ Writes ``<out>/data_path.csv`` (columns ``measure, value, unit, baseline, ratio,
   number of steps. Goal: the larger process's peak RSS grows by less than 10 %.
 * (d) **projection to the paper's Table 1** (MTL datasets at 512 tokens, SQuAD 2.0 finetuning): features and soft
   targets on disk, memory per rank, minutes to build the features on 16 cores -- from the sizes measured above
-  and documented window counts (see :data:`TABLE1`).
+  and the registry's sizes and estimated windows per example (see :func:`table1`).
 """
 
 from __future__ import annotations
@@ -49,18 +49,12 @@ NAME = "data_path"
 COLUMNS = ("measure", "value", "unit", "baseline", "ratio", "goal", "meets_goal")
 SPAN = FeatureSpec("span", 512, 128, 64)
 
-#: Paper Table 1 (MTL) plus SQuAD 2.0 train: examples and the windows per example we assume at 512 tokens /
-#: stride 128 (MRQA truncates TriviaQA contexts to 800 tokens: about 3 windows; NQ and QuAC paragraphs about 1.5;
-#: QA-ZRE and QA-SRL are single sentences). Together about 1.9M MRC windows, the figure the issue derives.
-TABLE1: dict[str, tuple[str, int, float]] = {
-    "triviaqa": ("span", 114_000, 3.0), "natural_questions": ("span", 204_000, 1.5), "quac": ("span", 83_000, 1.6),
-    "qa_srl": ("span", 172_000, 1.0), "qa_zre": ("span", 1_000_000, 1.0), "snli": ("pair", 549_000, 1.0),
-    "mnli": ("pair", 392_000, 1.0), "qqp": ("pair", 363_000, 1.0), "amazon": ("pair", 1_000_000, 1.0),
-}
-SQUAD_TRAIN = 130_319
-#: Classes per classification task type in Table 1 (soft targets per row).
+#: Paper Table 1's MTL datasets (the paper profile's ``mtl.datasets``) and the finetuning set. Sizes and span-QA
+#: windows per example come from the dataset registry and the dry run's estimate
+#: (:func:`road_repro.experiments.compute.windows_per_example`), so the projection and the plan agree.
+MTL_DATASETS = ("triviaqa", "natural_questions", "quac", "qa_srl", "qa_zre", "snli", "mnli", "qqp", "amazon")
+#: Classes per classification dataset (soft targets per row).
 CLASSES = {"snli": 3, "mnli": 3, "qqp": 2, "amazon": 5}
-PAPER_GPUS = 8
 BUILD_CORES = 16
 
 
@@ -253,27 +247,47 @@ def examples_bytes() -> dict[str, float]:
     return out
 
 
+def table1() -> dict[str, tuple[str, int, float]]:
+    """Per paper-scale training set: (kind, examples, windows per example at 512 / 128 / 64)."""
+    from road_repro.data.registry import get_dataset
+    from road_repro.experiments.compute import windows_per_example
+
+    out = {}
+    for name in (*MTL_DATASETS, "squad_v2"):
+        spec = get_dataset(name)
+        span = spec.task == "mrc"
+        windows = windows_per_example(spec.context_tokens, SPAN.max_seq_length, SPAN.doc_stride,
+                                      SPAN.max_query_length) if span else 1.0
+        out[name] = ("span" if span else "pair", spec.examples["train"], windows)
+    return out
+
+
 def projection(window_bytes: float, pair_row_bytes: float, soft_bytes: float, tokens_per_s: float,
                example_bytes: dict[str, float]) -> list[tuple[str, float, str]]:
-    """(d): the paper's data at our measured sizes and rates."""
-    span_windows = sum(n * w for kind, n, w in TABLE1.values() if kind == "span")
-    pair_rows = sum(n for kind, n, _ in TABLE1.values() if kind == "pair")
-    squad_windows = SQUAD_TRAIN * 1.02
-    features_gb = (span_windows * window_bytes + pair_rows * pair_row_bytes + squad_windows * window_bytes) / 1e9
+    """(d): the paper's data (MTL datasets of Table 1 and SQuAD 2.0 train) at our measured sizes and rates.
+
+    Every span window is costed as a full 512-token window (an upper bound), pairs at the measured average."""
+    sets = table1()
+    squad = sets.pop("squad_v2")
+    span_windows = sum(n * w for kind, n, w in sets.values() if kind == "span")
+    pair_rows = sum(n for kind, n, _ in sets.values() if kind == "pair")
+    squad_windows = squad[1] * squad[2]
+    features_gb = ((span_windows + squad_windows) * window_bytes + pair_rows * pair_row_bytes) / 1e9
     # KD during MTL: one teacher per dataset; span logits per window, class logits per row (float16).
-    mtl_soft = span_windows * soft_bytes + sum(TABLE1[d][1] * CLASSES[d] * 2 for d in CLASSES)
+    mtl_soft = span_windows * soft_bytes + sum(sets[d][1] * CLASSES[d] * 2 for d in CLASSES)
     squad_soft = 3 * squad_windows * soft_bytes  # Weighted KD from 3 teachers (Table 5)
-    examples_gb = (sum(n for kind, n, _ in TABLE1.values() if kind == "span") * example_bytes["span"]
+    examples_gb = (sum(n for kind, n, _ in sets.values() if kind == "span") * example_bytes["span"]
                    + pair_rows * example_bytes["pair"]) / 1e9
-    tokens = (span_windows + squad_windows) * SPAN.max_seq_length + pair_rows * 64
+    tokens = (span_windows + squad_windows) * SPAN.max_seq_length + pair_rows * pair_row_bytes / 2
     return [
-        ("paper MTL + SQuAD 2.0: MRC windows at 512 tokens", span_windows + squad_windows, "windows"),
-        ("paper MTL + SQuAD 2.0: features on disk (shared by every rank and table)", features_gb, "GB"),
+        ("paper MTL + SQuAD 2.0: span-QA windows at 512 tokens", span_windows + squad_windows, "windows"),
+        ("paper MTL + SQuAD 2.0: features on disk, every window full (shared by every rank and table)",
+         features_gb, "GB"),
         ("paper: soft targets on disk, KD during MTL (1 teacher per dataset, float16)", mtl_soft / 1e9, "GB"),
         ("paper: soft targets on disk, SQuAD 2.0 Weighted KD (3 teachers, float16)", squad_soft / 1e9, "GB"),
-        ("paper: RAM per rank for data (Python examples of the MTL datasets; features and soft targets are "
-         "page-cache maps shared by the ranks)", examples_gb, "GB"),
-        (f"paper: minutes to build every feature on {BUILD_CORES} cores (measured tokens/s per core x "
+        ("paper: RAM per rank for data: the MTL datasets' examples held as Python objects (features and soft "
+         "targets are page-cache maps shared by the ranks)", examples_gb, "GB"),
+        (f"paper: minutes to build every feature on {BUILD_CORES} cores (measured tokens/s per process x "
          f"{BUILD_CORES})", tokens / (tokens_per_s * BUILD_CORES) / 60, "min"),
     ]
 

@@ -96,6 +96,7 @@ class Experiment:
         self._tasks: dict[tuple[str, str, str], TaskData] = {}
         self._examples: dict[tuple[str, str, int | None], list] = {}
         self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
+        self._tokenizer_ids: dict[str, str] = {}
 
     @cached_property
     def device(self) -> torch.device:
@@ -158,7 +159,9 @@ class Experiment:
         """A split whose features are read from (and on first use built into) the feature store."""
         examples = self.examples(cfg) if examples is None else examples
         tok, spec = self.tokenizer(model_key), self.feature_spec(cfg.dataset, scored)
-        fingerprint = features_fingerprint(examples_digest(examples), tokenizer_identity(tok), spec)
+        if model_key not in self._tokenizer_ids:  # (serializing a vocabulary takes a tenth of a second)
+            self._tokenizer_ids[model_key] = tokenizer_identity(tok)
+        fingerprint = features_fingerprint(examples_digest(examples), self._tokenizer_ids[model_key], spec)
         what = f"{cfg.dataset}:{cfg.split}{f'[:{cfg.limit}]' if cfg.limit else ''} ({self.model_config(model_key).name_or_path or model_key})"
         manifest = self.features_store.manifest(fingerprint, spec)
         return Split(examples, fingerprint, lambda: self.features_store.get(examples, tok, spec, what, fingerprint),

@@ -100,10 +100,16 @@ def _runs_table(frame: pd.DataFrame, report_dir: Path) -> str:
 
 
 def _notebook(folder: Path, name: str, report_dir: Path) -> str | None:
-    """The executed notebook as HTML (nbconvert) beside the report, if the notebook was run."""
+    """The executed notebook as HTML (nbconvert) beside the report, if the notebook was run.
+
+    Converted again only when the notebook changed since its page was written (a conversion takes seconds,
+    and every table's notebook rebuilds the whole report)."""
     source = folder / "notebooks" / f"{name}.ipynb"
     if not source.is_file():
         return None
+    target = report_dir / "notebooks" / f"{name}.html"
+    if target.is_file() and target.stat().st_mtime_ns > source.stat().st_mtime_ns:
+        return f"notebooks/{name}.html"
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
@@ -114,7 +120,7 @@ def _notebook(folder: Path, name: str, report_dir: Path) -> str | None:
     exporter = HTMLExporter(extra_loaders=[DictLoader({"road_notebook.html.j2": template})],
                             template_file="road_notebook.html.j2")
     body, _ = exporter.from_filename(str(source))
-    atomic_write_text(report_dir / "notebooks" / f"{name}.html", body)
+    atomic_write_text(target, body)
     return f"notebooks/{name}.html"
 
 

@@ -208,7 +208,8 @@ def kd_process(features: Path, teachers: Sequence[Path], steps: int) -> dict[str
 
     train(model, source, lambda out, p, prog: pass_losses(objective, out, p.batch, prog), steps,
           OptimConfig(lr=1e-4, batch_size=16), num_layers=model.num_layers, device=torch.device("cpu"), progress=False)
-    return {"peak_rss_mb": (_proc_status_kb("VmHWM") or 0) / 1024, "rows": len(stored)}
+    return {"peak_rss_mb": (_proc_status_kb("VmHWM") or 0) / 1024, "rows": len(stored),
+            "anon_mb": (_proc_status_kb("RssAnon") or 0) / 1024, "file_mb": (_proc_status_kb("RssFile") or 0) / 1024}
 
 
 def peak_rss(sizes: Sequence[int], tmp: Path, length: int, steps: int) -> dict[int, float]:

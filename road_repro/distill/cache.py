@@ -22,11 +22,11 @@ header (the shapes are known up front), sizes the file, and copies each chunk of
 byte range as it comes (peak memory: one chunk, converted). Every row must be written exactly once, and the
 file appears (atomically) only when all of them were. :func:`save_soft_targets` is the one-chunk case.
 
-**Reading: memory maps.** :func:`open_soft_targets` validates the file (header, sizes, metadata) and maps
-each tensor with :class:`numpy.memmap` at its offset in the safetensors data region; :meth:`SoftTargetFile.rows`
-reads just the requested rows (a random 32-row batch of a 20k-window span file takes tens of microseconds;
-safetensors' own ``get_slice(name)[rows]`` takes milliseconds for a row list). Nothing is read whole, and
-under torchrun every rank shares the one page cache.
+**Reading: per row.** :func:`open_soft_targets` validates the file (header, sizes, metadata), keeps it open
+and maps each tensor's region with :class:`numpy.memmap` (its place and shape); :meth:`SoftTargetFile.rows`
+reads just the requested rows with ``pread`` through the page cache, which every torchrun rank shares. Nothing
+is read whole, and no process's resident memory grows with the file (faults on a map would pull in the pages
+around each row too).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import os
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -268,20 +269,34 @@ def save_soft_targets(
 class SoftTargetFile:
     """One teacher's opened soft-target cache: its metadata and one read-only memory map per tensor.
 
-    Nothing is read until :meth:`rows` asks for rows; then only those rows' pages are touched.
+    The maps give each tensor's place and shape in the file; :meth:`rows` reads just the requested rows with
+    ``pread`` (through the page cache, which every rank shares) rather than through the map: a fault on a map
+    pulls in the pages around it too (fault-around, read-ahead), so random batches would leave a process's
+    resident set growing with the file's size (measured: +140 MiB for 3 teachers x 200k windows after 30
+    steps), while a read leaves nothing mapped.
     """
 
     path: Path
     metadata: dict[str, str]
     arrays: dict[str, np.memmap]  # name -> [N, ...] raw stored values
     dtype: torch.dtype  # the stored dtype (the same for every tensor of the file)
+    handle: Any = None  # the file, opened when validated: reads see that file even if it is replaced later
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._array(name).shape)
 
     def rows(self, name: str, rows: np.ndarray) -> Tensor:
         """Rows ``rows`` (1-D int64, any order, repeats allowed) of tensor ``name``, as float32 ``[B, ...]``."""
-        raw = np.asarray(self._array(name)[rows])  # fancy indexing on the map: a copy of just these rows
+        array = self._array(name)
+        row_bytes = array.itemsize * math.prod(array.shape[1:])
+        raw = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+        view = memoryview(raw.reshape(-1).view(np.uint8))  # the rows' bytes, one after another
+        fd = self.handle.fileno()
+        for i, row in enumerate(np.asarray(rows, dtype=np.int64).tolist()):
+            if not 0 <= row < array.shape[0]:
+                raise IndexError(f"{self.path}: row {row} outside [0, {array.shape[0]}) of {name!r}")
+            if os.preadv(fd, [view[i * row_bytes:(i + 1) * row_bytes]], array.offset + row * row_bytes) != row_bytes:
+                raise _torn(self.path, f"a short read of row {row} of {name!r}")
         out = torch.from_numpy(raw)
         return (out.view(torch.bfloat16) if self.dtype == torch.bfloat16 else out).float()
 
@@ -345,4 +360,4 @@ def open_soft_targets(path: Path, expect: Mapping[str, str] | None = None) -> So
                         else np.zeros(shape, _NUMPY[kind]))  # an empty tensor has nothing to map
     if base + end != size:
         raise _torn(path, f"{size} bytes but the header describes {base + end}")
-    return SoftTargetFile(path, metadata, arrays, dtype)
+    return SoftTargetFile(path, metadata, arrays, dtype, open(path, "rb", buffering=0))

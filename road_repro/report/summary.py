@@ -43,7 +43,8 @@ def _with_paper_model(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     frame = frame.copy()
     frame["paper_model"] = frame["paper_model"].astype(object)  # all-empty columns read back as float NaN
     empty = frame["paper_model"].fillna("").eq("")
-    frame.loc[empty, "paper_model"] = frame.loc[empty, "method"].map(unique).fillna("")
+    found = [unique.get(m, "") for m in frame.loc[empty, "method"]]
+    frame.loc[empty, "paper_model"] = [m if isinstance(m, str) else "" for m in found]
     return frame
 
 

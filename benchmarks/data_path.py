@@ -23,6 +23,7 @@ Writes ``<out>/data_path.csv`` (columns ``measure, value, unit, baseline, ratio,
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -349,7 +350,7 @@ def report(frame: pd.DataFrame, settings: BenchSettings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--kd-process", type=Path, default=None, help=argparse_hidden())
+    p.add_argument("--kd-process", type=Path, default=None, help=argparse.SUPPRESS)  # internal: one KD process of (c)
     p.add_argument("--teachers", type=Path, nargs="*", default=[])
     p.add_argument("--steps", type=int, default=30)
     args = p.parse_args(argv)
@@ -358,12 +359,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     settings = settings_from_args(args)
     report(run(settings), settings)
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

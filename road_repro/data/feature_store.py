@@ -168,8 +168,8 @@ class _Builder:
 
     def span(self, batch: dict[str, list], indices: list[int]) -> pa.Table:
         s = self.spec
-        examples = [QAExample("", c, q, (Answer(t, a),) if a >= 0 else ())
-                    for q, c, a, t in zip(batch["question"], batch["context"], batch["answer_start"], batch["answer_text"])]
+        examples = [QAExample(i, c, q, (Answer(t, a),) if a >= 0 else ()) for i, q, c, a, t in
+                    zip(batch["id"], batch["question"], batch["context"], batch["answer_start"], batch["answer_text"])]
         w = qa_windows(examples, self.tokenizer, s.max_seq_length, s.doc_stride, s.max_query_length, s.offsets)
         lengths = w["lengths"]
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
@@ -200,9 +200,11 @@ class _Builder:
 
 
 def _source_table(examples: Sequence[QAExample] | Sequence[ClassificationExample]) -> datasets.Dataset:
+    """The columns the map function reads (ids name an example in errors; only the first answer is a label)."""
     if isinstance(examples[0], QAExample):
         return datasets.Dataset.from_dict({
-            "question": [ex.question for ex in examples], "context": [ex.context for ex in examples],
+            "id": [ex.id for ex in examples], "question": [ex.question for ex in examples],
+            "context": [ex.context for ex in examples],
             "answer_start": [ex.answers[0].start if ex.answers else -1 for ex in examples],
             "answer_text": [ex.answers[0].text if ex.answers else "" for ex in examples],
         })

@@ -146,7 +146,7 @@ def get_dataset(name: str) -> DatasetSpec:
     return _REGISTRY[name]
 
 
-def _check_request(spec: DatasetSpec, split: str, limit: int | None) -> None:
+def check_request(spec: DatasetSpec, split: str, limit: int | None) -> None:
     """Reject an unknown split or a non-positive limit before any I/O."""
     if split not in spec.splits:
         raise ConfigError(f"dataset {spec.name!r} has no split {split!r} (has: {', '.join(spec.splits)})")
@@ -243,7 +243,7 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
     no source works.
     """
     spec = get_dataset(name)
-    _check_request(spec, split, limit)
+    check_request(spec, split, limit)
     if spec.generate is not None:
         return spec.generate(split, limit)
     root = _resolve_data_dir(data_dir)

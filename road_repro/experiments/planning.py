@@ -14,7 +14,8 @@ tokenized data -- so the stages that read it get planned run ids and are reporte
 saying what will be fetched at run time. Their example counts come from the dataset registry
 (``DatasetSpec.examples``, the paper's sizes, capped by ``limit``; span QA windows estimated from
 ``DatasetSpec.context_tokens``). Where models and data are on disk (smoke; mini with a data directory)
-the plan tokenizes them as a run would, so its run ids are the real ones and *cached* is right.
+the run ids are the real ones (data fingerprints need no tokenizing), so *cached* is right; span-QA windows
+are read from the feature store where a split is built, else counted by tokenizing it (or a sample) in memory.
 Configuration problems still stop it: the profile's settings (range checks when it is loaded), the
 tables against the profile, and every model and split that is on disk (loaded and validated, as by the
 preflight). ``offline=False`` (``--plan``, run after the full preflight) plans with everything loaded.
@@ -33,8 +34,8 @@ from typing import Any
 from road_repro.config import (
     AugmentSpec, ModelConfig, ProfileConfig, SplitConfig, TableSpec, load_profile, load_table_spec, to_dict,
 )
-from road_repro.data.features import qa_features
-from road_repro.data.registry import _check_request, data_source, get_dataset
+from road_repro.data.features import qa_windows
+from road_repro.data.registry import check_request, data_source, get_dataset
 from road_repro.errors import ConfigError, ConfigProblems, RoadError
 from road_repro.experiments.compute import (
     PAPER_GPUS,
@@ -82,13 +83,10 @@ def _no_features() -> Any:
 
 class PlannedSplit(Split):
     """A split that is not tokenized now (data or tokenizer not on disk): examples (maybe none) and a planned
-    fingerprint; it is always truthy, and asking for its features is a :class:`ConfigError`."""
+    fingerprint; asking for its features is a :class:`ConfigError`."""
 
     def __init__(self, examples: list, fingerprint: str):
         super().__init__(examples, fingerprint, _no_features)
-
-    def __bool__(self) -> bool:
-        return True
 
 
 class PlannedTokenizer:
@@ -231,7 +229,7 @@ class PlanningExperiment(Experiment):
 
     def examples(self, cfg: SplitConfig) -> list:
         if self.offline and not self.data_local(cfg):
-            _check_request(get_dataset(cfg.dataset), cfg.split, cfg.limit)
+            check_request(get_dataset(cfg.dataset), cfg.split, cfg.limit)
             return PlannedExamples()
         return super().examples(cfg)
 
@@ -282,8 +280,8 @@ class PlanningExperiment(Experiment):
             step = max(1, -(-len(examples) // WINDOW_SAMPLE))
             sample = examples[::step]
             f = self.profile.features
-            windows = len(qa_features(sample, self.tokenizer(model_key), f.max_seq_length, f.doc_stride,
-                                      f.max_query_length)["input_ids"])
+            windows = len(qa_windows(sample, self.tokenizer(model_key), f.max_seq_length, f.doc_stride,
+                                     f.max_query_length, offsets=False)["lengths"])
             self._window_counts[key] = (round(windows * len(examples) / len(sample)), step == 1)
         return self._window_counts[key]
 

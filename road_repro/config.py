@@ -63,16 +63,20 @@ class ModelConfig:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     trust_remote_code: bool = False
+    revision: str | None = None  # hub commit (or branch) of name_or_path; the paper profile pins commits
     warm_start: WarmStartConfig | None = None
 
 
 @dataclass
 class SplitConfig:
-    """Where one split of a task comes from: a registered dataset name, its split and an optional cap."""
+    """Where one split of a task comes from: a registered dataset name, its split and optional caps:
+    ``limit`` keeps the first examples (test scales), ``cap`` a deterministic seeded sample of at most that
+    many (paper Table 1 sizes, see :func:`road_repro.data.registry.load_examples`)."""
 
     dataset: str = MISSING
     split: str = MISSING
     limit: int | None = None
+    cap: int | None = None
 
 
 @dataclass
@@ -182,6 +186,7 @@ class ProfileConfig:
     scale_note: str = ""  # shown on every report page (e.g. "smoke: a pipeline check, not a reproduction")
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     data_dir: str | None = None
+    max_unusable_share: float = 0.001  # skippable rows (empty text, unknown label) allowed per split (road_repro.data.unusable)
     models: dict[str, ModelConfig] = field(default_factory=dict)
     tasks: dict[str, TaskConfig] = field(default_factory=dict)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -502,6 +507,10 @@ def profile_problems(p: ProfileConfig) -> list[str]:
     for key, split in m_cfg.datasets.items():
         if split.limit is not None and split.limit < 1:
             problems.append(f"mtl.datasets.{key}.limit={split.limit} must be >= 1 (or null for all)")
+        if split.cap is not None and split.cap < 1:
+            problems.append(f"mtl.datasets.{key}.cap={split.cap} must be >= 1 (or null for all)")
+    if not 0 <= p.max_unusable_share < 1:
+        problems.append(f"max_unusable_share={p.max_unusable_share} must lie in [0, 1) (a share of a split's rows)")
     for key, m in p.models.items():
         if (m.name_or_path is None) == (m.preset is None):
             problems.append(f"models.{key}: set exactly one of name_or_path or preset")

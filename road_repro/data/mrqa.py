@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from road_repro.data.schema import Answer, QAExample
 from road_repro.data.squad_v2 import check_unique_ids, json_field
+from road_repro.data.unusable import skip_unusable
 from road_repro.errors import DataError
 
 
@@ -57,7 +58,8 @@ def _line_examples(obj: Any, where: str) -> list[QAExample]:
         where_q = f"{where} question {qid!r}"
         question = json_field(qa, "question", str, where_q)
         answers = _spans(qa, context, where_q)
-        examples.append(QAExample(id=qid, context=context, question=question, answers=answers).validate(where_q))
+        with skip_unusable():
+            examples.append(QAExample(id=qid, context=context, question=question, answers=answers).validate(where_q))
     return examples
 
 

@@ -11,23 +11,36 @@ unified examples of :mod:`road_repro.data.schema`. Synthetic datasets (smoke sca
 
 1. ``generate`` for synthetic datasets;
 2. the first existing local candidate under ``data_dir`` (or ``$ROAD_DATA_DIR``); a candidate with glob
-   characters (``*``) reads every match in sorted order;
-3. the hub; when neither works it raises :class:`DataError` naming the dataset, the split, the data
-   directory with the paths tried, and the hub id.
+   characters (``*``) reads every match in sorted order; a candidate path that exists but is no readable
+   regular file (a directory, a broken symlink, an unreadable file) is an error naming it, never a silent
+   fallback to the next candidate;
+3. the hub (at the spec's pinned ``hub_revision``); when neither works it raises :class:`DataError`
+   naming the dataset, the split, the data directory with the paths tried, and the hub id.
+
+Rows real releases are known to contain and that cannot be used (an empty text, a label outside the
+label set, ...) are skipped and counted under one rule for hub and local files
+(:mod:`road_repro.data.unusable`): said once per split on the console, appended to the split's
+:func:`data_source` (which run configs record), and an error past ``max_unusable_share`` of the split or
+when no usable row is left. ``cap`` keeps a deterministic, seeded sample of at most that many examples
+(paper Table 1 sizes, e.g. QA-ZRE's 1,000K of the hub's ~8.4M rows) in file order.
 """
 
 from __future__ import annotations
 
 import glob
 import itertools
+import math
 import os
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from road_repro.data.schema import TASK_TYPES, ClassificationExample, QAExample
+from road_repro.data.unusable import DEFAULT_MAX_UNUSABLE_SHARE, collecting
 from road_repro.errors import ConfigError, DataError
+from road_repro.log import logger
 
 Example = QAExample | ClassificationExample
 FromHub = Callable[[Iterable[dict[str, Any]], str], list[Example]]
@@ -64,6 +77,8 @@ class DatasetSpec:
       sets; what a hub stand-in or a local file serves can differ, ``size`` says how -- and, for span QA,
       the mean context length in word-level tokens (words and punctuation, as MRQA 2019 counts them),
       from which the dry run estimates windows per example.
+    * ``max_unusable_share`` replaces the profile's share of skippable rows for a release with a known,
+      larger count of them (``notes`` says which and how many).
     """
 
     name: str
@@ -81,6 +96,7 @@ class DatasetSpec:
     generate: Generate | None = field(default=None, compare=False)
     examples: dict[str, int] = field(default_factory=dict)
     context_tokens: int | None = None
+    max_unusable_share: float | None = None
 
     def __post_init__(self) -> None:
         where = f"dataset spec {self.name!r}"
@@ -100,6 +116,8 @@ class DatasetSpec:
             if split not in self.splits or isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"{where}: examples[{split!r}]={count!r} must be a positive count of one of its "
                                   f"splits ({', '.join(self.splits)})")
+        if self.max_unusable_share is not None and not 0 <= self.max_unusable_share < 1:
+            raise ConfigError(f"{where}: max_unusable_share={self.max_unusable_share} must lie in [0, 1)")
         if self.context_tokens is not None and (self.task != "mrc" or self.context_tokens < 1):
             raise ConfigError(f"{where}: context_tokens is a positive mean context length of a span-QA dataset")
 
@@ -146,23 +164,50 @@ def get_dataset(name: str) -> DatasetSpec:
     return _REGISTRY[name]
 
 
-def check_request(spec: DatasetSpec, split: str, limit: int | None) -> None:
-    """Reject an unknown split or a non-positive limit before any I/O."""
+def check_request(spec: DatasetSpec, split: str, limit: int | None, cap: int | None = None) -> None:
+    """Reject an unknown split or a non-positive limit or cap before any I/O."""
     if split not in spec.splits:
         raise ConfigError(f"dataset {spec.name!r} has no split {split!r} (has: {', '.join(spec.splits)})")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit for dataset {spec.name!r} must be a positive integer or None, got {limit!r}")
+    for what, value in (("limit", limit), ("cap", cap)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{what} for dataset {spec.name!r} must be a positive integer or None, got {value!r}")
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path``, which exists as a directory entry, is no readable regular file (None if it is one)."""
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a broken symlink (to {os.readlink(path)}) where a data file is expected"
+    if path.is_dir():
+        return f"{path} is a directory where a data file is expected"
+    if not path.is_file():
+        return f"{path} is not a regular file (a data file is expected)"
+    if not os.access(path, os.R_OK):
+        return f"{path} is not readable (permissions)"
+    return None
+
+
+def _checked(path: Path) -> Path:
+    """``path`` if it is a readable regular file, else a :class:`DataError` naming it and what it is."""
+    problem = file_problem(path)
+    if problem:
+        raise DataError(problem)
+    return path
 
 
 def local_candidates(spec: DatasetSpec, split: str, data_dir: Path) -> list[list[Path]]:
-    """For each candidate of ``split``, the existing files it names under ``data_dir`` (empty if none)."""
+    """For each candidate of ``split``, the files it names under ``data_dir`` (empty if none exists).
+
+    A path that exists but is no readable regular file (a directory, a broken symlink, an unreadable
+    file) raises :class:`DataError` naming it: falling back to the next candidate would read other data
+    without a word.
+    """
     found = []
     for rel in spec.local.get(split, ()):
         if glob.has_magic(rel):
-            found.append([Path(p) for p in sorted(glob.glob(str(data_dir / rel))) if Path(p).is_file()])
+            found.append([_checked(Path(p)) for p in sorted(glob.glob(str(data_dir / rel)))])
         else:
             path = data_dir / rel
-            found.append([path] if path.is_file() else [])
+            found.append([_checked(path)] if os.path.lexists(path) else [])
     return found
 
 
@@ -187,8 +232,24 @@ def _check_hub_labels(spec: DatasetSpec, features: Any) -> None:
         )
 
 
-def _load_hub(spec: DatasetSpec, split: str, limit: int | None) -> list[Example]:
-    """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached)."""
+#: Rows drawn beyond a cap before conversion, for rows the conversion skips (share of the cap, plus a few).
+CAP_MARGIN = 0.01
+
+
+def cap_rows(total: int, cap: int, key: str) -> list[int]:
+    """Indices (sorted) of a deterministic sample of ``cap`` of ``total`` rows; seeded by ``key`` alone,
+    so every process, run and machine takes the same rows."""
+    if cap >= total:
+        return list(range(total))
+    return sorted(random.Random(f"road-repro cap {key}").sample(range(total), cap))
+
+
+def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None = None) -> list[Example]:
+    """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached).
+
+    With a ``cap`` well below the split's rows only a seeded sample of a little more than ``cap`` rows is
+    converted (QA-ZRE: ~1.01M of ~8.4M), so the split never exists as Python objects in full.
+    """
     assert spec.hub is not None and spec.from_hub is not None
     import datasets
 
@@ -196,11 +257,17 @@ def _load_hub(spec: DatasetSpec, split: str, limit: int | None) -> list[Example]
     hub_split = spec.hub_splits[split]
     if spec.hub_revision is None:
         ds = datasets.load_dataset(hub_id, config, split=hub_split)
-    else:  # a parquet export keeps each config in a folder of that name
+    elif spec.hub_revision.startswith("refs/convert/"):  # a parquet export keeps each config in a folder
         ds = datasets.load_dataset(hub_id, split=hub_split, revision=spec.hub_revision, data_dir=config)
+    else:  # a pinned commit of the main branch
+        ds = datasets.load_dataset(hub_id, config, split=hub_split, revision=spec.hub_revision)
     _check_hub_labels(spec, ds.features)
     where = f"hub {hub_id}" + (f"[{config}]" if config else "") + f" split {hub_split}"
-    rows = ({**rec, ROW_KEY: row} for row, rec in enumerate(ds))
+    indices: list[int] | range = range(len(ds))
+    if cap is not None and len(ds) > cap * (1 + 2 * CAP_MARGIN) + 100:
+        indices = cap_rows(len(ds), math.ceil(cap * (1 + CAP_MARGIN)) + 100, f"{spec.name}:{split}:rows")
+        ds = ds.select(indices)
+    rows = ({**rec, ROW_KEY: row} for row, rec in zip(indices, ds))
     out: list[Example] = []
     while chunk := list(itertools.islice(rows, HUB_CHUNK)):
         out.extend(spec.from_hub(chunk, where))
@@ -218,39 +285,75 @@ def _resolve_data_dir(data_dir: Path | None) -> Path | None:
     return Path(data_dir) if data_dir is not None else None
 
 
-def data_source(name: str, split: str, data_dir: Path | None = None) -> str:
-    """Where :func:`load_examples` reads ``split`` of ``name`` from, for provenance: ``generated``, the local
-    file(s) it reads (absolute, symlinks resolved), or ``hub:<id>[config]:<hub split>``."""
-    spec = get_dataset(name)
+#: What was skipped in each split this process loaded: ``{(dataset, split, source): summary line}``.
+_SKIPPED: dict[tuple[str, str, str], str] = {}
+
+
+def _source(spec: DatasetSpec, split: str, root: Path | None) -> str:
+    """The source string of :func:`data_source`, without the skipped-rows note."""
     if spec.generate is not None:
-        return f"generated ({name})"
-    root = _resolve_data_dir(data_dir)
+        return f"generated ({spec.name})"
     if root is not None and split in spec.local:
         for files in local_candidates(spec, split, root):
             if files:
                 return ", ".join(str(path.resolve()) for path in files)
     if spec.hub is None or split not in spec.hub_splits:
         return "none"
-    return f"hub:{spec.hub[0]}" + (f"[{spec.hub[1]}]" if spec.hub[1] else "") + f":{spec.hub_splits[split]}"
+    revision = f"@{spec.hub_revision}" if spec.hub_revision else "@main (not pinned)"
+    return f"hub:{spec.hub[0]}" + (f"[{spec.hub[1]}]" if spec.hub[1] else "") + f":{spec.hub_splits[split]}{revision}"
 
 
-def load_examples(name: str, split: str, data_dir: Path | None = None, limit: int | None = None) -> list[Example]:
-    """Load split ``split`` of dataset ``name`` as validated examples, at most ``limit`` (file order).
+def data_source(name: str, split: str, data_dir: Path | None = None) -> str:
+    """Where :func:`load_examples` reads ``split`` of ``name`` from, for provenance: ``generated``, the local
+    file(s) it reads (absolute, symlinks resolved), or ``hub:<id>[config]:<hub split>@<revision>``; once
+    this process has loaded it, followed by what was skipped (``; skipped 3 of 363,849 rows: ...``)."""
+    source = _source(get_dataset(name), split, _resolve_data_dir(data_dir))
+    skipped = _SKIPPED.get((name, split, source))
+    return f"{source}; {skipped}" if skipped else source
+
+
+def _apply_cap(examples: list[Example], cap: int | None, key: str) -> list[Example]:
+    """At most ``cap`` examples: a seeded sample (:func:`cap_rows`) kept in file order."""
+    if cap is None or len(examples) <= cap:
+        return examples
+    return [examples[i] for i in cap_rows(len(examples), cap, key)]
+
+
+def load_examples(name: str, split: str, data_dir: Path | None = None, limit: int | None = None,
+                  cap: int | None = None, max_unusable_share: float = DEFAULT_MAX_UNUSABLE_SHARE) -> list[Example]:
+    """Load split ``split`` of dataset ``name`` as validated examples: a seeded sample of at most ``cap``
+    (:func:`cap_rows`, file order kept), then at most ``limit`` (the first ones).
 
     Synthetic datasets generate their data; otherwise the first existing local candidate under
-    ``data_dir`` (or ``$ROAD_DATA_DIR``) is read, else the hub. Raises :class:`ConfigError` for an unknown
-    dataset, split or limit, and :class:`DataError` naming dataset, split, data directory and hub id when
-    no source works.
+    ``data_dir`` (or ``$ROAD_DATA_DIR``) is read, else the hub. Unusable rows are skipped and counted
+    (:mod:`road_repro.data.unusable`; ``max_unusable_share``, unless the spec sets its own). Raises
+    :class:`ConfigError` for an unknown dataset, split, limit or cap, and :class:`DataError` naming dataset,
+    split, data directory and hub id when no source works, naming the source when too many rows (or all)
+    are unusable.
     """
     spec = get_dataset(name)
-    check_request(spec, split, limit)
+    check_request(spec, split, limit, cap)
     if spec.generate is not None:
         return spec.generate(split, limit)
     root = _resolve_data_dir(data_dir)
+    source = _source(spec, split, root)
+    share = spec.max_unusable_share if spec.max_unusable_share is not None else max_unusable_share
+    with collecting() as tally:
+        examples = _read(spec, split, root, limit, cap)
+    summary = tally.check(len(examples), f"dataset {name!r} split {split!r} ({source})", share)
+    if summary and (name, split, source) not in _SKIPPED:
+        logger.warning("dataset %s split %s (%s): %s", name, split, source, summary)
+    _SKIPPED[(name, split, source)] = summary
+    return _apply_cap(examples, cap, f"{name}:{split}")[:limit]
+
+
+def _read(spec: DatasetSpec, split: str, root: Path | None, limit: int | None, cap: int | None) -> list[Example]:
+    """Every example of the first source that works (local candidates, else the hub), unsampled."""
+    name = spec.name
     if root is not None and split in spec.local:
         examples = _load_local(spec, split, root)
         if examples is not None:
-            return examples[:limit]
+            return examples
     if root is not None:
         local = f"no local file found in data dir {root} (tried {list(spec.local.get(split, ()))})"
     else:
@@ -258,12 +361,12 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
     if spec.hub is None or split not in spec.hub_splits:
         raise DataError(f"dataset {name!r} split {split!r}: {local}, and no hub source for it")
     try:
-        examples = _load_hub(spec, split, limit)
+        return _load_hub(spec, split, None if cap else limit, cap)
     except DataError:
         raise
     except Exception as exc:  # offline, missing dataset, network or format errors from `datasets`
         raise DataError(
             f"dataset {name!r} split {split!r}: {local}, and hub {spec.hub[0]!r} "
-            f"(config {spec.hub[1]!r}, split {spec.hub_splits[split]!r}) failed: {type(exc).__name__}: {exc}"
+            f"(config {spec.hub[1]!r}, split {spec.hub_splits[split]!r}, revision {spec.hub_revision or 'main'!r}) "
+            f"failed: {type(exc).__name__}: {exc}"
         ) from exc
-    return examples[:limit]

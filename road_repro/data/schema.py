@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from road_repro.data.unusable import UnusableRow
 from road_repro.errors import DataError
 
 #: Task types of paper Table 1, each with its own task-shared head in ROaD MTL.
@@ -48,11 +49,12 @@ class QAExample:
         return not self.answers
 
     def validate(self, where: str) -> "QAExample":
-        """Raise :class:`DataError` naming ``where`` (file and row) if the example is inconsistent."""
+        """Raise :class:`DataError` naming ``where`` (file and row) if the example is inconsistent
+        (:class:`UnusableRow` for an empty context or question, which the loaders skip and count)."""
         if not self.context.strip():
-            raise DataError(f"{where}: question {self.id!r} has an empty context")
+            raise UnusableRow(f"{where}: question {self.id!r} has an empty context", "empty context")
         if not self.question.strip():
-            raise DataError(f"{where}: question {self.id!r} is empty")
+            raise UnusableRow(f"{where}: question {self.id!r} is empty", "empty question")
         for a in self.answers:
             if a.start < 0 or self.context[a.start : a.start + len(a.text)] != a.text:
                 found = self.context[max(a.start, 0) : max(a.start, 0) + len(a.text)]
@@ -74,11 +76,12 @@ class ClassificationExample:
     task: str = field(default="nli")
 
     def validate(self, where: str) -> "ClassificationExample":
-        """Raise :class:`DataError` naming ``where`` if text is empty or the label out of range."""
+        """Raise :class:`DataError` naming ``where`` if the label is out of range, :class:`UnusableRow` if the
+        text is empty (a row real releases contain, skipped by the loaders)."""
         if self.task not in LABELS:
             raise DataError(f"{where}: unknown classification task {self.task!r} (known: {sorted(LABELS)})")
         if not self.text_a.strip():
-            raise DataError(f"{where}: example {self.id!r} has an empty text")
+            raise UnusableRow(f"{where}: example {self.id!r} has an empty text", "empty text")
         n = len(LABELS[self.task])
         if not isinstance(self.label, int) or not 0 <= self.label < n:
             raise DataError(f"{where}: example {self.id!r}: label {self.label!r} is outside 0..{n - 1} for {self.task}")

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from road_repro.data.registry import ROW_KEY
 from road_repro.data.schema import Answer, QAExample
+from road_repro.data.unusable import skip_unusable
 from road_repro.errors import DataError
 
 #: The hub dataset read when ``load_squad_v2`` is given no file.
@@ -91,7 +93,9 @@ def load_squad_v2_json(path: str | Path) -> list[QAExample]:
             where_p = f"{where_a} paragraph {p_i}"
             context = json_field(para, "context", str, where_p)
             qas = json_field(para, "qas", list, where_p)
-            examples.extend(_qa_example(qa, context, str(title), where_p) for qa in qas)
+            for qa in qas:
+                with skip_unusable():
+                    examples.append(_qa_example(qa, context, str(title), where_p))
     return check_unique_ids(examples, str(path))
 
 
@@ -117,7 +121,11 @@ def _hub_example(record: Any, where: str) -> QAExample:
 
 def from_hub_records(records: Iterable[dict], where: str) -> list[QAExample]:
     """Map hub-shaped SQuAD records to validated examples; empty answer lists mean unanswerable."""
-    examples = [_hub_example(r, f"{where} row {i}") for i, r in enumerate(records)]
+    examples = []
+    for i, record in enumerate(records):
+        with skip_unusable():
+            row = record.get(ROW_KEY, i) if isinstance(record, dict) else i
+            examples.append(_hub_example(record, f"{where} row {row}"))
     return check_unique_ids(examples, where)
 
 

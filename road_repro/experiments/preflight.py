@@ -5,9 +5,9 @@ costs hours of 8-GPU time, so :func:`preflight` runs before any stage and report
 
 * the table against the profile (tasks, dev splits, models, MTL datasets, pass-steps),
 * the device (``runtime.device`` names a real device; CUDA present when asked for),
-* every model (the preset exists or the checkpoint's config and tokenizer load locally or from the hub as
-  allowed; ``num_layers`` fits; its position embeddings hold ``max_seq_length``; a cross-model teacher
-  tokenizes like its student),
+* every model (the preset exists or the checkpoint's config, tokenizer and weights file -- safetensors or
+  ``.bin`` -- are found locally or on the hub as allowed; ``num_layers`` fits; its position embeddings hold
+  ``max_seq_length``; a cross-model teacher tokenizes like its student),
 * every dataset split any stage of the table reads (located, loaded and validated by its loader: names,
   files, columns, labels, answer offsets), with the task types each stage expects.
 
@@ -29,7 +29,7 @@ from road_repro.config import ModelConfig, ProfileConfig, SplitConfig, TableSpec
 from road_repro.data.registry import get_dataset
 from road_repro.errors import ConfigProblems, RoadError
 from road_repro.experiments.stages import Experiment, mtl_task
-from road_repro.models.encoder import TINY_MAX_POSITIONS, TINY_PRESETS, load_model_config
+from road_repro.models.encoder import TINY_MAX_POSITIONS, TINY_PRESETS, load_model_config, resolve_weights
 
 
 class PreflightError(ConfigProblems):
@@ -158,6 +158,20 @@ def model_problems(exp: Experiment, needs: Needs, load_config: Callable[[ModelCo
     return problems
 
 
+def weights_problems(profile: ProfileConfig, needs: Needs) -> list[str]:
+    """Each pretrained model's weights file is there (a folder, the cache, or the hub where allowed), not only
+    its config: an offline machine whose cache lacks the weights stops here, naming what is missing."""
+    problems = []
+    for key in sorted(needs.models & set(profile.models)):
+        cfg = profile.models[key]
+        if cfg.preset is None:
+            try:
+                resolve_weights(cfg)
+            except RoadError as exc:
+                problems.append(f"models.{key}: {exc}")
+    return problems
+
+
 def usable_positions(config) -> int | None:
     """How many tokens a checkpoint's position embeddings hold (None: relative positions only, no limit)."""
     if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v2/v3: relative positions
@@ -229,6 +243,6 @@ def preflight(spec: TableSpec, exp: Experiment) -> None:
     """Check the table, device, models and data of every stage; raise one :class:`PreflightError` listing all."""
     needs = table_needs(spec, exp.profile)
     problems = (table_problems(spec, exp.profile) + device_problems(exp.profile) + model_problems(exp, needs)
-                + data_problems(exp, needs))
+                + weights_problems(exp.profile, needs) + data_problems(exp, needs))
     if problems:
         raise PreflightError(list(dict.fromkeys(problems)))

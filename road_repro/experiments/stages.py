@@ -142,10 +142,11 @@ class Experiment:
 
     def examples(self, cfg: SplitConfig) -> list:
         """A split's examples, loaded and validated once per process (the preflight's load is the run's)."""
-        key = (cfg.dataset, cfg.split, cfg.limit)
+        key = (cfg.dataset, cfg.split, cfg.limit, cfg.cap)
         if key not in self._examples:
             data_dir = Path(self.profile.data_dir) if self.profile.data_dir else None
-            self._examples[key] = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit)
+            self._examples[key] = load_examples(cfg.dataset, cfg.split, data_dir=data_dir, limit=cfg.limit, cap=cfg.cap,
+                                                max_unusable_share=self.profile.max_unusable_share)
         return self._examples[key]
 
     def feature_spec(self, dataset: str, scored: bool) -> FeatureSpec:

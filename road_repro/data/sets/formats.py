@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from road_repro.data.registry import ROW_KEY
 from road_repro.data.schema import LABELS, Answer, ClassificationExample, QAExample
+from road_repro.data.unusable import UnusableRow, note_no_gold_label, skip_unusable
 from road_repro.errors import DataError
 
 #: Extra spellings accepted for label names, per task (lower-cased); ``None`` marks "no gold label".
@@ -161,7 +162,7 @@ def label_index(task: str, raw: Any, where: str) -> int | None:
             return None
         if 0 <= raw < len(names):
             return raw
-    raise DataError(f"{where}: label {raw!r} is not one of {task} labels {list(names)}")
+    raise UnusableRow(f"{where}: label {raw!r} is not one of {task} labels {list(names)}", "label outside the label set")
 
 
 def hub_label(task: str, value: Any, hub_names: Sequence[str], where: str) -> int | None:
@@ -175,7 +176,8 @@ def hub_label(task: str, value: Any, hub_names: Sequence[str], where: str) -> in
     if value == -1:
         return None
     if not 0 <= value < len(hub_names):
-        raise DataError(f"{where}: hub label {value} is outside 0..{len(hub_names) - 1} ({list(hub_names)})")
+        raise UnusableRow(f"{where}: hub label {value} is outside 0..{len(hub_names) - 1} ({list(hub_names)})",
+                          "label outside the label set")
     return label_index(task, hub_names[value], where)
 
 
@@ -183,7 +185,7 @@ def pair_example(task: str, ex_id: str, text_a: Any, text_b: Any, label: int, wh
     """Build and validate a sentence-pair example; both texts must be non-empty strings."""
     for name, text in (("first text", text_a), ("second text", text_b)):
         if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: example {ex_id!r} has an empty or missing {name} ({text!r})")
+            raise UnusableRow(f"{where}: example {ex_id!r} has an empty or missing {name} ({text!r})", "empty text")
     return ClassificationExample(id=ex_id, text_a=text_a, text_b=text_b, label=label, task=task).validate(where)
 
 
@@ -208,9 +210,12 @@ def _pairs_from_rows(
         if missing:
             raise DataError(f"{where}: missing field(s) {missing}")
         a, b, raw = (rec[f] for f in chosen)
-        label = label_index(task, raw, where)
-        if label is not None:
-            out.append(pair_example(task, f"{stem}-{i}", a, b, label, where))
+        with skip_unusable():
+            label = label_index(task, raw, where)
+            if label is None:
+                note_no_gold_label(raw)
+            else:
+                out.append(pair_example(task, f"{stem}-{i}", a, b, label, where))
     return out
 
 
@@ -285,10 +290,13 @@ def pairs_from_hub(
         missing = [k for k in fields if k not in rec]
         if missing:
             raise DataError(f"{row_where}: missing field(s) {missing} (has {sorted(rec)})")
-        label = hub_label(task, rec[label_key], hub_names, row_where)
-        if label is not None:
-            ex_id = str(rec.get("idx", rec.get("id", f"{stem}-{row}")))
-            out.append(pair_example(task, ex_id, rec[a_key], rec[b_key], label, row_where))
+        with skip_unusable():
+            label = hub_label(task, rec[label_key], hub_names, row_where)
+            if label is None:
+                note_no_gold_label(rec[label_key])
+            else:
+                ex_id = str(rec.get("idx", rec.get("id", f"{stem}-{row}")))
+                out.append(pair_example(task, ex_id, rec[a_key], rec[b_key], label, row_where))
     return out
 
 
@@ -300,14 +308,14 @@ def answer_at(context: str, text: str, where: str, start: int | None = None) -> 
     Raises :class:`DataError` naming ``where`` when the text is empty or does not occur in the context.
     """
     if not text.strip():
-        raise DataError(f"{where}: empty answer text")
+        raise UnusableRow(f"{where}: empty answer text", "empty answer")
     if start is None:
         found = [context.find(text)]
     else:
         found = [context.rfind(text, 0, max(start, 0) + len(text)), context.find(text, max(start, 0))]
     found = [f for f in found if f >= 0]
     if not found:
-        raise DataError(f"{where}: answer {text!r} does not occur in its context")
+        raise UnusableRow(f"{where}: answer {text!r} does not occur in its context", "answer not in its context")
     best = min(found, key=lambda f: abs(f - start)) if start is not None else found[0]
     return Answer(text=text, start=best)
 
@@ -360,17 +368,18 @@ def mrqa_hub_examples(records: Iterable[dict[str, Any]], where: str, subset: str
         if rec.get("subset") != subset:
             continue
         row_where = f"{where} row {hub_row(rec, i)}"
-        context = typed(rec.get("context"), str, "context", row_where)
-        answers = []
-        for start, end in _mrqa_spans(rec.get("detected_answers"), row_where):
-            if not 0 <= start <= end < len(context):
-                raise DataError(f"{row_where}: answer span {start}..{end} is outside its context of {len(context)} characters")
-            answers.append(Answer(text=context[start : end + 1], start=start))
-        if not answers:
-            raise DataError(f"{row_where}: question {rec.get('qid')!r} has no detected answer span")
-        ex = QAExample(id=str(rec.get("qid", f"{subset}-{hub_row(rec, i)}")), context=context,
-                       question=typed(rec.get("question"), str, "question", row_where), answers=unique_answers(answers))
-        out.append(ex.validate(row_where))
+        with skip_unusable():
+            context = typed(rec.get("context"), str, "context", row_where)
+            answers = []
+            for start, end in _mrqa_spans(rec.get("detected_answers"), row_where):
+                if not 0 <= start <= end < len(context):
+                    raise DataError(f"{row_where}: answer span {start}..{end} is outside its context of {len(context)} characters")
+                answers.append(Answer(text=context[start : end + 1], start=start))
+            if not answers:
+                raise DataError(f"{row_where}: question {rec.get('qid')!r} has no detected answer span")
+            ex = QAExample(id=str(rec.get("qid", f"{subset}-{hub_row(rec, i)}")), context=context,
+                           question=typed(rec.get("question"), str, "question", row_where), answers=unique_answers(answers))
+            out.append(ex.validate(row_where))
     return out
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import Answer, QAExample
 from road_repro.data.sets.formats import hub_row, is_int, iter_delimited, iter_jsonl, str_list, typed, unique_answers
+from road_repro.data.unusable import skip_unusable
 from road_repro.errors import DataError
 
 RANGE_SEP = "~!~"
@@ -93,7 +94,8 @@ def _read_gold_csv(path: Path) -> list[QAExample]:
         if tokens is None:
             raise DataError(f"{where}: sentence {row['qasrl_id']!r} is not in {sentences_path}")
         ex_id = f"{row['qasrl_id']}#{row['verb_idx']}#{row_no}"
-        out.append(qa_srl_example(ex_id, tokens, row["question"], parse_ranges(row["answer_range"], where), where))
+        with skip_unusable():
+            out.append(qa_srl_example(ex_id, tokens, row["question"], parse_ranges(row["answer_range"], where), where))
     return out
 
 
@@ -127,7 +129,8 @@ def _read_bank_jsonl(path: Path) -> list[QAExample]:
                 q_where = f"{where} verb {v_idx} question {question!r}"
                 spans = _valid_spans(label, q_where)
                 if spans:
-                    out.append(qa_srl_example(f"{sid}#{v_idx}#{question}", tokens, question, spans, q_where))
+                    with skip_unusable():
+                        out.append(qa_srl_example(f"{sid}#{v_idx}#{question}", tokens, question, spans, q_where))
     return out
 
 
@@ -177,7 +180,8 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
         tokens = rec["sentence"].split(" ")
         spans = [_hub_range(tokens, r, answers[k] if answers else None, row_where) for k, r in enumerate(ranges)]
         ex_id = f"{rec.get('sent_id', 'qa_srl')}#{rec.get('predicate_idx', '')}#{row}"
-        out.append(qa_srl_example(ex_id, tokens, question_text(rec.get("question"), row_where), spans, row_where))
+        with skip_unusable():
+            out.append(qa_srl_example(ex_id, tokens, question_text(rec.get("question"), row_where), spans, row_where))
     return out
 
 

@@ -26,6 +26,7 @@ from road_repro.data.mrqa import load_mrqa
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
 from road_repro.data.sets.formats import answer_at, hub_row, open_text, str_list, typed, unique_answers
+from road_repro.data.unusable import skip_unusable
 from road_repro.errors import DataError
 
 PLACEHOLDER = "XXX"
@@ -51,7 +52,8 @@ def _read_relation_splits(path: Path) -> list[QAExample]:
             if len(row) < 4:
                 raise DataError(f"{where}: expected relation, question, subject, sentence[, answers...], got {len(row)} fields")
             relation, template, subject, context, *answers = row
-            out.append(relation_example(f"{path.name}-{row_no}", template, subject, context, answers, where))
+            with skip_unusable():
+                out.append(relation_example(f"{path.name}-{row_no}", template, subject, context, answers, where))
     return out
 
 
@@ -71,7 +73,8 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
             raise DataError(f"{row_where}: missing field(s) {missing} (has {sorted(rec)})")
         template, subject, context = (typed(rec[k], str, k, row_where) for k in ("question", "subject", "context"))
         answers = str_list(rec["answers"], "answers", row_where)
-        out.append(relation_example(f"qa_zre-{row}", template, subject, context, answers, row_where))
+        with skip_unusable():
+            out.append(relation_example(f"qa_zre-{row}", template, subject, context, answers, row_where))
     return out
 
 

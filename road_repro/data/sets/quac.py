@@ -30,6 +30,7 @@ from typing import Any
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
 from road_repro.data.sets.formats import answer_at, hub_row, is_int, read_json, str_list, typed, unique_answers
+from road_repro.data.unusable import skip_unusable
 from road_repro.errors import DataError
 
 CANNOTANSWER = "CANNOTANSWER"
@@ -80,8 +81,9 @@ def from_file(path: Path) -> list[QAExample]:
                 if not isinstance(qa, dict) or "orig_answer" not in qa or not isinstance(qa.get("question"), str):
                     raise DataError(f"{where}: missing 'question' string or 'orig_answer'")
                 others = [_span(a, where) for a in typed(qa.get("answers", []), list, "answers", where)]
-                out.append(turn_example(str(qa.get("id", f"{p_i}-{q_i}")), qa["question"], _span(qa["orig_answer"], where),
-                                        others, context, title, where))
+                with skip_unusable():
+                    out.append(turn_example(str(qa.get("id", f"{p_i}-{q_i}")), qa["question"], _span(qa["orig_answer"], where),
+                                            others, context, title, where))
     return out
 
 
@@ -116,7 +118,8 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
             turn_where = f"{row_where} turn {turn_ids[t]!r}"
             (orig,) = _turn_spans([orig_texts[t]], [orig_starts[t]], turn_where)
             others = _turn_spans(texts[t], starts[t], turn_where)
-            out.append(turn_example(turn_ids[t], questions[t], orig, others, context, title, turn_where))
+            with skip_unusable():
+                out.append(turn_example(turn_ids[t], questions[t], orig, others, context, title, turn_where))
     return out
 
 

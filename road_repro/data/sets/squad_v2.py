@@ -5,13 +5,30 @@ Hub: ``rajpurkar/squad_v2``, config ``squad_v2`` (parquet). Features, from the d
 2024): ``id``, ``title``, ``context``, ``question`` (strings), ``answers`` {``text``: [string],
 ``answer_start``: [int32]} (empty lists = unanswerable). Splits: ``train``, ``validation``. Conversion is
 :func:`road_repro.data.squad_v2.from_hub_records`; local files are the official JSON, read by
-:func:`road_repro.data.squad_v2.load_squad_v2_json`.
+:func:`road_repro.data.squad_v2.load_squad_v2_json`. A local file with no unanswerable question is
+accepted (the examples are valid) but said once per file: it looks like SQuAD 1.1 in SQuAD 2.0's place.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from road_repro.data.registry import DatasetSpec, register_dataset
+from road_repro.data.schema import QAExample
 from road_repro.data.squad_v2 import from_hub_records, load_squad_v2_json
+from road_repro.log import logger
+
+_said: set[Path] = set()
+
+
+def from_file(path: Path) -> list[QAExample]:
+    """Read an official SQuAD 2.0 JSON file; say once per file when it has no unanswerable question."""
+    examples = load_squad_v2_json(path)
+    if examples and not any(ex.is_impossible for ex in examples) and path.resolve() not in _said:
+        _said.add(path.resolve())
+        logger.warning("%s: no unanswerable questions: this looks like SQuAD 1.1, not SQuAD 2.0 "
+                       "(read anyway; no-answer scores will be meaningless)", path)
+    return examples
 
 SPEC = register_dataset(
     DatasetSpec(
@@ -24,7 +41,7 @@ SPEC = register_dataset(
             "dev": ("squad2/dev-v2.0.json", "SQuAD2/dev-v2.0.json", "dev-v2.0.json"),
         },
         from_hub=from_hub_records,
-        from_file=load_squad_v2_json,
+        from_file=from_file,
         licence="CC BY-SA 4.0",
         size="130,319 train / 11,873 dev questions (dev: 5,928 answerable, 5,945 unanswerable)",
         examples={"train": 130_319, "dev": 11_873},  # paper scale, for planning (DatasetSpec)

@@ -63,9 +63,10 @@ class DatasetSpec:
     """Everything needed to load one dataset: task, hub source, local file candidates and converters.
 
     * ``hub`` is ``(hub id, config)`` and ``hub_splits`` maps our split names (``"train"``, ``"dev"``,
-      ...) to hub split names. ``hub_revision`` pins a branch such as ``"refs/convert/parquet"`` for a
-      dataset whose main branch still holds a loading script (``datasets>=4`` refuses scripts); that
-      export keeps each config in a folder, loaded with ``data_dir=config``. ``hub_label_names`` are the
+      ...) to hub split names. ``hub_revision`` pins a commit of the hub repository (docs/datasets.md says
+      how each was checked), or a branch such as ``"refs/convert/parquet"`` for a dataset whose main
+      branch still holds a loading script (``datasets>=4`` refuses scripts); that export keeps each
+      config in a folder, loaded with ``data_dir=config``. ``hub_label_names`` are the
       hub's ClassLabel names for ``label``, checked against the downloaded features.
     * ``from_hub(records, where)`` converts hub rows, each carrying its row number under :data:`ROW_KEY`.
     * ``local`` maps our split names to candidate paths relative to a data directory (the first that
@@ -77,7 +78,7 @@ class DatasetSpec:
       sets; what a hub stand-in or a local file serves can differ, ``size`` says how -- and, for span QA,
       the mean context length in word-level tokens (words and punctuation, as MRQA 2019 counts them),
       from which the dry run estimates windows per example.
-    * ``max_unusable_share`` replaces the profile's share of skippable rows for a release with a known,
+    * ``max_unusable_share`` raises the profile's share of skippable rows for a release with a known,
       larger count of them (``notes`` says which and how many).
     """
 
@@ -326,7 +327,7 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
 
     Synthetic datasets generate their data; otherwise the first existing local candidate under
     ``data_dir`` (or ``$ROAD_DATA_DIR``) is read, else the hub. Unusable rows are skipped and counted
-    (:mod:`road_repro.data.unusable`; ``max_unusable_share``, unless the spec sets its own). Raises
+    (:mod:`road_repro.data.unusable`; ``max_unusable_share``, or the spec's own where larger). Raises
     :class:`ConfigError` for an unknown dataset, split, limit or cap, and :class:`DataError` naming dataset,
     split, data directory and hub id when no source works, naming the source when too many rows (or all)
     are unusable.
@@ -337,7 +338,7 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
         return spec.generate(split, limit)
     root = _resolve_data_dir(data_dir)
     source = _source(spec, split, root)
-    share = spec.max_unusable_share if spec.max_unusable_share is not None else max_unusable_share
+    share = max(max_unusable_share, spec.max_unusable_share or 0.0)
     with collecting() as tally:
         examples = _read(spec, split, root, limit, cap)
     summary = tally.check(len(examples), f"dataset {name!r} split {split!r} ({source})", share)

@@ -181,7 +181,7 @@ def test_hub_load_maps_labels_and_stops_at_limit(monkeypatch):
         "from_hub": lambda recs, where: (seen_rows.extend(r[ROW_KEY] for r in recs), spec.from_hub(recs, where))[1],
     })})
     examples = load_examples("mnli", "dev", limit=5)
-    assert calls == [("nyu-mll/glue", "mnli", "validation_matched", {})]
+    assert calls == [("nyu-mll/glue", "mnli", "validation_matched", {"revision": spec.hub_revision})]  # the pinned commit
     assert [e.label for e in examples] == [0, 1, 2, 0, 1] and examples[4].id == "4"
     assert seen_rows == list(range(8))  # two chunks of 4 rows, then the limit was reached
 

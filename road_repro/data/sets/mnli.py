@@ -24,6 +24,8 @@ from road_repro.data.sets.formats import pairs_from_hub, read_pair_file
 
 FIELDS = (("sentence1", "sentence2", "gold_label"), ("premise", "hypothesis", "label"), ("text_a", "text_b", "label"))
 HUB_FIELDS = ("premise", "hypothesis", "label")
+#: nyu-mll/glue commit "Delete loading script" (parquet only; docs/datasets.md says how it was checked).
+GLUE_REVISION = "11762d92f088f525c9548bf8a16ff55e0514a851"
 HUB_LABEL_NAMES = ("entailment", "neutral", "contradiction")
 
 
@@ -42,6 +44,7 @@ SPEC = register_dataset(
         name="mnli",
         task="nli",
         hub=("nyu-mll/glue", "mnli"),
+        hub_revision=GLUE_REVISION,
         hub_splits={"train": "train", "dev": "validation_matched", "dev_mismatched": "validation_mismatched"},
         hub_label_names=HUB_LABEL_NAMES,
         local={

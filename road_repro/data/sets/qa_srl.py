@@ -36,7 +36,7 @@ from typing import Any
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import Answer, QAExample
 from road_repro.data.sets.formats import hub_row, is_int, iter_delimited, iter_jsonl, str_list, typed, unique_answers
-from road_repro.data.unusable import skip_unusable
+from road_repro.data.unusable import UnusableRow, skip_unusable
 from road_repro.errors import DataError
 
 RANGE_SEP = "~!~"
@@ -176,6 +176,10 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
         if answers is not None and len(str_list(answers, "answers", row_where)) != len(ranges):
             raise DataError(f"{row_where}: {len(ranges)} answer ranges but {len(answers)} answers")
         if not ranges:
+            continue
+        if not rec["sentence"].strip():
+            with skip_unusable():
+                raise UnusableRow(f"{row_where}: empty sentence", "empty text")
             continue
         tokens = rec["sentence"].split(" ")
         spans = [_hub_range(tokens, r, answers[k] if answers else None, row_where) for k, r in enumerate(ranges)]

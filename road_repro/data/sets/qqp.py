@@ -22,6 +22,8 @@ from road_repro.data.sets.formats import pairs_from_hub, read_pair_file
 
 FIELDS = (("question1", "question2", "is_duplicate"), ("text_a", "text_b", "label"), ("question1", "question2", "label"))
 HUB_FIELDS = ("question1", "question2", "label")
+#: nyu-mll/glue commit "Delete loading script" (parquet only; docs/datasets.md says how it was checked).
+GLUE_REVISION = "11762d92f088f525c9548bf8a16ff55e0514a851"
 HUB_LABEL_NAMES = ("not_duplicate", "duplicate")
 
 
@@ -40,6 +42,7 @@ SPEC = register_dataset(
         name="qqp",
         task="paraphrase",
         hub=("nyu-mll/glue", "qqp"),
+        hub_revision=GLUE_REVISION,
         hub_splits={"train": "train", "dev": "validation"},
         hub_label_names=HUB_LABEL_NAMES,
         local={
@@ -64,7 +67,7 @@ SPEC = register_dataset(
         size="363,846 train / 40,430 dev (Table 1: 363K)",
         examples={"train": 363_846, "dev": 40_430},  # paper scale, for planning (DatasetSpec)
         notes=(
-            "Rows with an empty question raise DataError (strict). Shared data has no complete GLUE dev: its "
+            "Rows with an empty question (GLUE train has a few) are skipped and counted (road_repro.data.unusable). Shared data has no complete GLUE dev: its "
             "fallbacks are the glue_pretrain_subset portions (8,999 / 1,000 pairs, split of origin unverified, "
             "probably GLUE train), so QQP numbers on shared data are not comparable to the paper's dev accuracy."
         ),

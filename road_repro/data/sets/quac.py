@@ -105,7 +105,10 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
             context = strip_cannotanswer(typed(rec["context"], str, "context", row_where))
             turn_ids, questions = rec["turn_ids"], rec["questions"]
             orig_texts, orig_starts = rec["orig_answers"]["texts"], rec["orig_answers"]["answer_starts"]
-            texts, starts = rec["answers"]["texts"], rec["answers"]["answer_starts"]
+            answers = rec["answers"]
+            if isinstance(answers, list):  # datasets>=4 may present Sequence({texts, answer_starts}) per turn
+                answers = {"texts": [a["texts"] for a in answers], "answer_starts": [a["answer_starts"] for a in answers]}
+            texts, starts = answers["texts"], answers["answer_starts"]
         except (KeyError, TypeError) as exc:
             raise DataError(f"{row_where}: not a QuAC hub row ({type(exc).__name__}: {exc})") from exc
         per_turn = (turn_ids, questions, orig_texts, orig_starts, texts, starts)

@@ -52,6 +52,7 @@ SPEC = register_dataset(
         name="snli",
         task="nli",
         hub=("stanfordnlp/snli", "plain_text"),
+        hub_revision="cdb5c3d5eed6ead6e5a341c8e56e669bb666725b",  # "Convert dataset to Parquet (#6)", docs/datasets.md
         hub_splits={"train": "train", "dev": "validation", "test": "test"},
         hub_label_names=HUB_LABEL_NAMES,
         local={

@@ -160,11 +160,15 @@ def resolve_weights(cfg: ModelConfig, local_files_only: bool = False) -> Weights
 
 def load_bin_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A ``pytorch_model.bin`` (or every shard its ``.index.json`` names) read with ``torch.load(weights_only=True)``:
-    tensors only, no pickled code runs."""
+    tensors only, no pickled code runs; anything else in the file is a :class:`ConfigError` naming it."""
     if path.name.endswith(".index.json"):
         shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
         return {k: v for shard in shards for k, v in load_bin_state_dict(path.parent / shard).items()}
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError (a refused global), RuntimeError / EOFError (a damaged file)
+        raise ConfigError(f"{path}: not a plain tensor checkpoint; torch.load(weights_only=True) refused it "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
 
 
 _said_bin: set[str] = set()
@@ -180,8 +184,9 @@ def _from_bin(cfg: ModelConfig, weights: Weights, **kwargs: Any) -> tuple[nn.Mod
     if type(config) not in MODEL_MAPPING:
         raise ConfigError(f"model {cfg.name_or_path!r}: a .bin-only checkpoint of a {type(config).__name__}, "
                           "which transformers does not know (remote code): convert it to safetensors first")
-    state_dict = load_bin_state_dict(weights.path)
-    return MODEL_MAPPING[type(config)].from_pretrained(None, state_dict=state_dict, **kwargs)
+    model_class = MODEL_MAPPING[type(config)]
+    # the state dict is already read (weights_only): transformers opens no weights file of its own here
+    return model_class.from_pretrained(None, state_dict=load_bin_state_dict(weights.path), use_safetensors=True, **kwargs)
 
 
 def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
@@ -204,16 +209,15 @@ def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
             raise ConfigError(f"num_layers={cfg.num_layers} must lie in 1..{config.num_hidden_layers} for {name}")
         config.num_hidden_layers = cfg.num_layers  # the first k layers load; the rest are dropped
     weights = resolve_weights(cfg)
-    kwargs: dict[str, Any] = dict(config=config, output_loading_info=True)
+    kwargs: dict[str, Any] = dict(config=config, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision,
+                                  output_loading_info=True)
     if getattr(config, "model_type", "") in ("bert", "albert", "roberta"):
         kwargs["add_pooling_layer"] = False  # the heads read the first token; an unused pooler breaks DDP
-    if weights.kind == "safetensors":
-        kwargs.update(use_safetensors=True, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
 
     def load(**extra: Any) -> tuple[nn.Module, dict]:
         if weights.kind == "bin":
             return _from_bin(cfg, weights, **kwargs, **extra)
-        return AutoModel.from_pretrained(name, **kwargs, **extra)
+        return AutoModel.from_pretrained(name, use_safetensors=True, **kwargs, **extra)
 
     with quiet_transformers():
         try:

@@ -191,3 +191,42 @@ def test_a_wrong_classlabel_order_on_the_hub_is_an_error(serve):
     serve(Dataset.from_dict({k: [r[k] for r in good] for k in other}, features=other))
     with pytest.raises(DataError, match="label names are"):
         load_examples("qqp", "train")
+
+
+def many(name: str, n: int) -> list[dict]:
+    """``n`` good rows of ``name`` with distinct ids (SQuAD and MRQA ids must be unique)."""
+    good = [r for r in CASES[name][0] if r.get("subset", "") != "SQuAD"]
+    out = []
+    for i in range(n):
+        row = dict(good[i % len(good)])
+        for key in ("id", "qid", "dialogue_id", "sent_id"):
+            if key in row:
+                row[key] = f"{row[key]}-{i}"
+        out.append(row)
+    return out
+
+
+def test_paper_profile_data_preflight_passes_on_hub_fixtures_and_reports_skips(monkeypatch, tmp_path):
+    """Issue 17's "done when": the paper profile's preflight over every hub split, each replaced by a fixture
+    of 1,000 good rows plus one known bad row, passes and records what it skipped."""
+    from road_repro.config import load_profile
+    from road_repro.experiments.preflight import Needs, data_problems
+    from road_repro.experiments.stages import Experiment, mtl_task
+
+    by_hub: dict[tuple, Dataset] = {}
+    for name in CASES:
+        spec = get_dataset(name)
+        rows = many(name, 1000) + CASES[name][1]
+        if name in MRQA_SUBSETS:  # one hub dataset holds the three subsets
+            rows = [r for other in MRQA_SUBSETS for r in many(other, 1000) + CASES[other][1]]
+        by_hub[spec.hub] = fixture(name, rows)
+    monkeypatch.delenv("ROAD_DATA_DIR", raising=False)
+    monkeypatch.setattr(registry, "_SKIPPED", {})
+    monkeypatch.setattr("datasets.load_dataset", lambda hub_id, config=None, **k: by_hub[(hub_id, config or k.get("data_dir"))])
+    profile = load_profile("paper")
+    exp = Experiment(profile, tmp_path / "runs", progress=False)
+    needs = Needs(tasks=set(profile.tasks) | {mtl_task(n) for n in profile.mtl.datasets})
+    assert data_problems(exp, needs) == []
+    for name in ["qqp", "mnli", "snli", "amazon", "quac", "qa_zre", "qa_srl", "triviaqa", "natural_questions"]:
+        assert "; skipped 1 of " in data_source(name, "train"), name
+    assert "skipped 1 of 1,001 rows: 1 empty text" in data_source("qqp", "train")

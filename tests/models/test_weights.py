@@ -81,7 +81,7 @@ def test_bin_is_read_with_weights_only(tmp_path, monkeypatch):
     """A pickled object that is not a tensor is refused (weights_only=True), not executed."""
     folder, _ = fake_model(tmp_path / "m", "none")
     torch.save({"weight": torch.zeros(1), "payload": logging.getLogger("x")}, folder / "pytorch_model.bin")
-    with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
+    with pytest.raises(ConfigError, match=r"pytorch_model.bin: not a plain tensor checkpoint; torch.load\(weights_only=True\) refused"):
         encoder.load_bin_state_dict(folder / "pytorch_model.bin")
 
 
@@ -114,3 +114,17 @@ def test_revision_reaches_the_hub_lookup(monkeypatch):
 
 def test_remote_code_stays_off_by_default():
     assert ModelConfig(name_or_path="x").trust_remote_code is False
+
+
+def test_preflight_names_a_model_whose_weights_are_missing(tmp_path):
+    """The preflight resolves the weights file, not only the config: a config-only checkpoint stops it."""
+    from road_repro.config import ProfileConfig
+    from road_repro.experiments.preflight import Needs, weights_problems
+
+    folder, _ = fake_model(tmp_path / "cfg_only", "none")
+    good, _ = fake_model(tmp_path / "bin_only", "bin")
+    profile = ProfileConfig(name="t", models={"large": ModelConfig(name_or_path=str(folder)),
+                                              "base": ModelConfig(name_or_path=str(good)),
+                                              "tiny": ModelConfig(preset="tiny")})
+    problems = weights_problems(profile, Needs(models={"large", "base", "tiny"}))
+    assert len(problems) == 1 and problems[0].startswith("models.large: ") and "no weights file" in problems[0]

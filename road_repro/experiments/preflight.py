@@ -188,7 +188,7 @@ def data_problems(exp: Experiment, needs: Needs) -> list[str]:
     """Every split every stage reads: located, loaded and validated; task types as the stages expect."""
     problems = []
     p = exp.profile
-    splits: dict[tuple[str, str, int | None], tuple[str, SplitConfig]] = {}
+    splits: dict[tuple[str, str, int | None, int | None], tuple[str, SplitConfig]] = {}
     for task in sorted(needs.tasks):
         try:
             cfg = exp.task_config(task)
@@ -200,7 +200,7 @@ def data_problems(exp: Experiment, needs: Needs) -> list[str]:
             if split is None:
                 continue
             where = f"mtl.datasets.{task[4:]}" if task.startswith("mtl:") else f"tasks.{task}.{name}"
-            splits.setdefault((split.dataset, split.split, split.limit), (where, split))
+            splits.setdefault((split.dataset, split.split, split.limit, split.cap), (where, split))
             try:
                 types.add(get_dataset(split.dataset).task)
             except RoadError as exc:
@@ -218,7 +218,7 @@ def data_problems(exp: Experiment, needs: Needs) -> list[str]:
         ws = p.models[key].warm_start if key in p.models else None
         if ws is not None:
             where = f"models.{key}.warm_start"
-            splits.setdefault((ws.dataset, ws.split, ws.limit), (where, SplitConfig(ws.dataset, ws.split, ws.limit)))
+            splits.setdefault((ws.dataset, ws.split, ws.limit, None), (where, SplitConfig(ws.dataset, ws.split, ws.limit)))
             if _known(ws.dataset) and get_dataset(ws.dataset).task != "mrc":
                 problems.append(f"{where}.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
     for where, split in splits.values():

@@ -1,5 +1,5 @@
-"""Every registered hub dataset loaded through :func:`load_examples` from a fixture with the hub's exact
-features (column names, dtypes, ClassLabel names; docs/datasets.md says where each was checked), built
+"""Every registered hub dataset loaded through :func:`load_examples` (test_sets_hub_shaped.py calls the
+converters directly on plain dicts) from a fixture with the hub's exact features (column names, dtypes, ClassLabel names; docs/datasets.md says where each was checked), built
 with ``datasets.Dataset.from_dict`` and served in place of ``datasets.load_dataset``, with the rows real
 releases are known to contain: skipped, counted, said once and recorded in the split's provenance."""
 
@@ -12,6 +12,7 @@ from road_repro.data import registry
 from road_repro.data.registry import data_source, dataset_names, get_dataset, load_examples
 from road_repro.data.schema import LABELS
 from road_repro.errors import DataError
+from tests.data.test_sets_hub_shaped import QA_SRL_ROW, QA_ZRE_ROW  # the converters' own hub-shaped rows
 
 S, I32 = Value("string"), Value("int32")
 NLI_LABEL = ClassLabel(names=["entailment", "neutral", "contradiction"])
@@ -74,14 +75,11 @@ def squad(qid: str, question: str) -> dict:
 
 
 def srl(sid: str, sentence: str) -> dict:
-    return {"sentence": sentence, "sent_id": sid, "predicate_idx": 3, "predicate": "suspended", "is_verbal": True,
-            "verb_form": "suspend", "question": ["how long", "is", "something", "being suspended", "_", "_", "_", "?"],
-            "answers": ["until morning"], "answer_ranges": [[4, 6]]}
+    return {**QA_SRL_ROW, "sent_id": sid, "sentence": sentence}
 
 
-SENT = "Searches are presently suspended until morning ."
-ZRE = {"relation": "educated at", "question": "Where was XXX educated?", "subject": "Ada Lovelace",
-       "context": "Ada Lovelace was educated at home by private tutors .", "answers": ["home"]}
+SENT = QA_SRL_ROW["sentence"]
+ZRE = QA_ZRE_ROW
 
 #: (good rows, bad rows, what the bad rows are): the bad rows are those real releases are known to contain.
 CASES: dict[str, tuple[list[dict], list[dict], str]] = {

@@ -12,18 +12,21 @@ micro-batch, ``e`` bytes of an activation: 2 under fp16/bf16 autocast, 4 in fp32
 * weights fp32 ``4P``, gradients fp32 ``4P``, AdamW's two moments ``8P``, and under autocast the half
   precision copies of the linear weights that autocast caches for the forward and backward ``2 P_lin``;
   ``P = L (4h^2 + 2hi + 9h + i) + (V + 514) h + 2h`` (BERT-style layers and embeddings, vocabulary
-  ``V``, 512 positions; the heads are small and left out);
+  ``V``, 512 positions; the heads are small and left out; ALBERT: one layer's weights, embeddings of
+  width 128 projected to ``h``, :class:`Shape`);
 * activations saved for backward, per layer and row (after Korthikanti et al. 2022, "Reducing Activation
-  Recomputation in Large Transformer Models", generalised to ``i`` and ``e``; dropout masks 1 byte):
+  Recomputation in Large Transformer Models", generalised to ``i`` and ``e``; ``m`` bytes per dropout-mask
+  element, 1 on CUDA): ``e 2si + 8sh + 2m sh`` for the feed-forward intermediate before and after GELU,
+  the two LayerNorm inputs (fp32: autocast runs LayerNorm and the residual sums in fp32) and two dropout
+  masks, plus
 
-  - fused attention (PyTorch SDPA, what :func:`~road_repro.models.encoder.load_encoder` asks for):
-    ``e (9sh + 2si) + 2sh + 4as`` -- the input of the Q/K/V projections, Q, K, V, the attention output
-    and its reshaped copy, the two LayerNorm inputs, the feed-forward input, its intermediate before and
-    after GELU, two dropout masks, and the kernel's log-sum-exp (fp32, ``a s``);
-  - eager attention: ``e (8sh + 2si) + 2sh + (2e + 1) a s^2`` -- no reshaped copy nor log-sum-exp, but the
-    attention probabilities before and after dropout and the dropout mask (the ``s^2`` terms);
+  - fused attention (PyTorch SDPA, what :func:`~road_repro.models.encoder.load_encoder` asks for;
+    ``Shape.attention``): ``e 7sh + 4as`` -- the input of the Q/K/V projections, Q, K, V, the attention
+    output and its reshaped copy, the feed-forward input, and the kernel's fp32 log-sum-exp;
+  - eager attention: ``e 6sh + (2e + m) a s^2`` -- the same without the reshaped copy and log-sum-exp,
+    but with the attention probabilities before and after dropout and the dropout mask (the ``s^2`` terms);
 
-  plus the embeddings' output (``9sh``: LayerNorm input and dropout output in fp32, the mask), all times
+  plus the embeddings' (``(4 + m) sh``: the LayerNorm's fp32 input and the dropout mask), all times
   ``r``. With activation checkpointing only each layer's input is kept (``4sh`` per layer, fp32) and one
   layer's activations are recomputed at a time during backward;
 * a backward workspace of one more layer's activations (gradients of the activations of the layer being
@@ -69,41 +72,55 @@ DEFAULT_VOCAB = 30_522
 
 @dataclass(frozen=True)
 class Shape:
-    """What the memory estimate reads of an encoder: layers, hidden, intermediate, heads, vocabulary."""
+    """What the memory estimate reads of an encoder: layers, widths, heads, vocabulary, and ALBERT's economies.
+
+    ``embedding``: the width of the token embeddings (0: ``hidden``; ALBERT's 128 with a projection to
+    ``hidden``); ``shared_layers``: one set of layer weights used by every layer (ALBERT), so the weights,
+    gradients and optimizer states are those of one layer while the activations are still every layer's.
+    """
 
     layers: int
     hidden: int
     intermediate: int
     heads: int
     vocab: int = DEFAULT_VOCAB
+    embedding: int = 0
+    shared_layers: bool = False
+    attention: str = "fused"  # fused (PyTorch SDPA) or eager (attention probabilities kept: DeBERTa, or no SDPA)
 
     @property
     def linear_params(self) -> int:
         """Weights of the layers' linear maps (what autocast copies to half precision)."""
-        return self.layers * (4 * self.hidden**2 + 2 * self.hidden * self.intermediate)
+        stored = 1 if self.shared_layers else self.layers
+        return stored * (4 * self.hidden**2 + 2 * self.hidden * self.intermediate)
 
     @property
     def params(self) -> int:
         """All parameters: the layers (linear weights, biases, two LayerNorms) and the embeddings."""
         h, i = self.hidden, self.intermediate
-        return self.layers * (4 * h * h + 2 * h * i + 9 * h + i) + (self.vocab + POSITIONS) * h + 2 * h
+        e = self.embedding or h
+        stored = 1 if self.shared_layers else self.layers
+        return stored * (4 * h * h + 2 * h * i + 9 * h + i) + (self.vocab + POSITIONS) * e + (e * h if e != h else 0) + 2 * h
 
 
 def shape_of(config) -> Shape:
     """The :class:`Shape` of a Hugging Face encoder config (``num_attention_heads`` default: hidden / 64)."""
     hidden = int(config.hidden_size)
+    albert = getattr(config, "model_type", "") == "albert"
     return Shape(int(config.num_hidden_layers), hidden, int(getattr(config, "intermediate_size", None) or 4 * hidden),
                  int(getattr(config, "num_attention_heads", None) or max(1, hidden // 64)),
-                 int(getattr(config, "vocab_size", None) or DEFAULT_VOCAB))
+                 int(getattr(config, "vocab_size", None) or DEFAULT_VOCAB),
+                 int(getattr(config, "embedding_size", None) or 0) if albert else 0,
+                 albert and int(getattr(config, "num_hidden_groups", 1)) == 1,
+                 "fused" if getattr(config, "_attn_implementation", None) in ("sdpa", "flash_attention_2") else "eager")
 
 
-def activation_bytes(shape: Shape, rows: int, seq_len: int, elem: int, attention: str = "fused",
-                     mask_bytes: int = 1) -> int:
+def activation_bytes(shape: Shape, rows: int, seq_len: int, elem: int, mask_bytes: int = 1) -> int:
     """Bytes one layer saves for backward for ``rows`` rows of ``seq_len`` tokens (module docstring).
 
     ``mask_bytes``: bytes of a dropout-mask element (1 on CUDA, where masks are bool; 4 on CPU in fp32).
     """
-    s, h, i, a = seq_len, shape.hidden, shape.intermediate, shape.heads
+    s, h, i, a, attention = seq_len, shape.hidden, shape.intermediate, shape.heads, shape.attention
     common = elem * 2 * s * i + 8 * s * h + 2 * mask_bytes * s * h  # feed-forward, LayerNorm inputs, masks
     if attention == "fused":
         per_row = common + elem * 7 * s * h + 4 * a * s
@@ -148,7 +165,7 @@ class MemoryEstimate:
 
 
 def estimate_memory(shape: Shape, rows: int, seq_len: int, elem: int, *, checkpointing: bool = False,
-                    train: bool = True, attention: str = "fused", teacher: Shape | None = None) -> MemoryEstimate:
+                    train: bool = True, teacher: Shape | None = None) -> MemoryEstimate:
     """Peak bytes on one GPU running a micro-batch of ``rows`` rows of ``seq_len`` tokens (module docstring).
 
     ``elem``: bytes of an activation (:func:`element_bytes`); ``train=False``: forward only (no gradients,
@@ -158,7 +175,7 @@ def estimate_memory(shape: Shape, rows: int, seq_len: int, elem: int, *, checkpo
         raise ConfigError(f"rows={rows} and seq_len={seq_len} must be >= 0 and >= 1")
     p = shape.params
     weights = 4 * p + (2 * shape.linear_params if elem < 4 else 0)
-    layer = activation_bytes(shape, rows, seq_len, elem, attention)
+    layer = activation_bytes(shape, rows, seq_len, elem)
     if not train:
         return MemoryEstimate(weights, 0, 0, 2 * layer, 0)
     embeddings = embedding_bytes(shape, rows, seq_len)

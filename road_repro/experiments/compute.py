@@ -361,3 +361,45 @@ def stage_memory(shape: Shape, rows: int, seq_len: int, *, nproc: int, gpu: str,
     micro_rows = max(hi - lo for lo, hi in parts)
     peak = estimate_memory(shape, micro_rows, seq_len, elem, checkpointing=checkpointing, train=train, teacher=teacher)
     return StageMemory(per_gpu, len(parts), micro_rows, seq_len, peak, budget)
+
+
+#: The GPUs and counts of the "What fits where" table in docs/distributed.md.
+FITS_GPUS = ("V100-32GB", "A100-80GB")
+FITS_NPROCS = (1, 4, 8)
+
+
+def fits_table(profile_name: str = "paper") -> str:
+    """docs/distributed.md's "What fits where" (markdown): each stage kind of ``profile_name`` at its batch
+    sizes and lengths, on 1, 4 and 8 of each of :data:`FITS_GPUS`, with automatic ``max_rows_per_device``:
+    rows per GPU per pass = micro-batches x rows, and the estimated peak per GPU. ELECTRA-large, the
+    student of hidden-state KD ELECTRA-base with a large teacher. ``python -m road_repro.experiments.compute``."""
+    from road_repro.config import load_profile  # the profile's settings; compute itself needs no config
+
+    p = load_profile(profile_name)
+    large, base = Shape(24, 1024, 4096, 16), Shape(12, 768, 3072, 12)
+    f, ft, m = p.features, p.finetune.batch_size, p.mtl.optim.batch_size
+    kinds = [
+        ("finetune, span QA", large, ft, f.max_seq_length, True, None),
+        ("finetune, sentence pairs", large, ft, f.max_pair_length, True, None),
+        ("hidden-state KD (base student, large teacher)", base, ft, f.max_seq_length, True, large),
+        (f"ROaD MTL pass (batch {m} / pass_step {p.mtl.pass_step})", large, m // p.mtl.pass_step,
+         f.max_seq_length, True, None),
+        (f"MT-DNN step (batch {m}, one pass)", large, m, f.max_seq_length, True, None),
+        ("soft targets / prediction (forward)", large, p.finetune.eval_batch_size, f.max_seq_length, False, None),
+    ]
+    head = ["stage kind (rows x tokens per pass)"] + [f"{n} x {g}" for g in FITS_GPUS for n in FITS_NPROCS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, shape, rows, seq, train, teacher in kinds:
+        cells = [f"{name}: {rows} x {seq}"]
+        for gpu in FITS_GPUS:
+            for nproc in FITS_NPROCS:
+                s = stage_memory(shape, rows, seq, nproc=nproc, gpu=gpu, precision=p.runtime.precision,
+                                 train=train, teacher=teacher)
+                split = f"{s.micro_batches} x {s.micro_rows}" if s.micro_batches > 1 else f"{s.rows_per_gpu}"
+                cells.append(f"{split}, {s.estimate.gib:.1f} GiB" + ("" if s.fits else " (too big)"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(fits_table())

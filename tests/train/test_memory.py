@@ -141,3 +141,15 @@ def test_dry_run_prints_memory_per_gpu_and_warns_where_it_does_not_fit(tmp_path,
     plan = json.loads((tmp_path / "paper" / "plan.json").read_text())
     assert rc == 0 and plan["memory"]["warnings"] == [] and "WARNING" not in out
     assert "memory per GPU on 8 x V100-32GB" in out and "16 rows/GPU per pass = 1 micro-batch of 16 x 512 tokens" in out
+
+
+def test_docs_what_fits_where_is_the_estimators_table():
+    """docs/distributed.md's table is regenerated from the estimator (python -m road_repro.experiments.compute)."""
+    from pathlib import Path
+
+    from road_repro.experiments.compute import fits_table
+
+    table = fits_table()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "distributed.md").read_text()
+    assert table in doc.split("## What fits where", 1)[1]
+    assert "(too big)" not in table.split("\n")[-2]  # MT-DNN fits in micro-batches everywhere

@@ -196,3 +196,26 @@ def test_activation_checkpointing_gives_the_same_gradients_with_dropout_on():
     torch.manual_seed(124)
     other, _, _ = gradients(model, [Pass("mrc", "d", batch)], loss_fn, None)
     assert any(not torch.allclose(other[n], off[n]) for n in off)  # dropout is really on: another seed differs
+
+
+def test_automatic_row_limit_fills_the_gpu_and_is_off_on_cpu(monkeypatch):
+    """``max_rows_per_device: 0`` on a (mocked) GPU: the most rows whose estimate fits 90 % of its memory."""
+    from types import SimpleNamespace
+
+    from road_repro.train.memory import USABLE_FRACTION, device_row_limit, estimate_memory, shape_of
+
+    model = tiny_model()
+    assert device_row_limit(0, model, CPU, 4, False)(512) is None
+    assert device_row_limit(5, model, torch.device("cuda", 0), 2, False)(512) == 5
+    total = 64 * 1024**2
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=total))
+    shape, budget = shape_of(model.encoder.config), int(total * USABLE_FRACTION)
+    assert shape.attention == "fused"  # the tiny preset runs SDPA
+    for checkpointing in (False, True):
+        limit = device_row_limit(0, model, torch.device("cuda", 0), 2, checkpointing)
+        for seq_len in (64, 128):
+            rows = limit(seq_len)
+            cost = lambda r: estimate_memory(shape, r, seq_len, 2, checkpointing=checkpointing).total  # noqa: E731
+            assert rows >= 1 and cost(rows) <= budget < cost(rows + 1)
+    gpu = torch.device("cuda", 0)
+    assert device_row_limit(0, model, gpu, 2, True)(128) > device_row_limit(0, model, gpu, 2, False)(128)

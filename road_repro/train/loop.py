@@ -15,6 +15,7 @@ loop checks that it is. Each rank keeps its contiguous slice of every pass's row
 ``DistributedDataParallel``, which all-reduces (averages) gradients once per step, on the last pass (the
 others run under ``no_sync``). A rank's loss is its shard's mean scaled by ``world * shard_rows /
 global_rows``, so the average over ranks is the global-batch mean even when the rows do not divide evenly.
+Only rank 0 writes checkpoints (the others wait at a barrier) and every rank resumes from the same one.
 
 Memory: a rank's shard of a pass runs as micro-batches of at most ``max_rows_per_device`` rows (gradient
 accumulation; 0 = as many as the GPU holds, :mod:`road_repro.train.memory`), each micro-batch's mean loss
@@ -22,7 +23,6 @@ scaled by ``world * micro_rows / global_rows`` -- the same weighting one level d
 gradient is the big batch's whatever the split (``loss_fn`` must return means over its batch's rows, as
 every objective here does). DDP syncs on the step's last micro-batch only. ``activation_checkpointing``
 recomputes each encoder layer in backward instead of keeping its activations.
-Only rank 0 writes checkpoints (the others wait at a barrier) and every rank resumes from the same one.
 
 Mixed precision: bf16 autocast where the GPU supports it, fp16 with a gradient scaler otherwise, fp32 on
 CPU unless asked otherwise (:func:`resolve_precision`). ``compile=True`` runs the model through

@@ -160,17 +160,19 @@ def test_more_ranks_than_rows_adds_nothing_from_the_empty_shards():
     assert_same_step(model, [Pass("mrc", "d", span_batch(3))], objective_fn(Objective()), splits=((1, 5),))
 
 
-def test_train_with_a_row_limit_ends_with_the_same_weights():
+def test_train_with_a_row_limit_and_checkpointing_ends_with_the_same_weights():
     cfg = OptimConfig(lr=1e-2, warmup_ratio=0.0, adam_eps=1.0)
     batches = [span_batch(7, seed=s) for s in range(4)]
 
-    def run(limit: int):
+    def run(limit: int, checkpointing: bool = False):
         model = tiny_model()
         train(model, lambda step: [Pass("mrc", "d", batches[2 * step]), Pass("mrc", "e", batches[2 * step + 1])],
-              objective_fn(Objective()), 2, cfg, num_layers=2, device=CPU, progress=False, max_rows_per_device=limit)
+              objective_fn(Objective()), 2, cfg, num_layers=2, device=CPU, progress=False, max_rows_per_device=limit,
+              activation_checkpointing=checkpointing)
+        assert model.encoder.is_activation_checkpointing == checkpointing
         return model
 
-    whole, micro = run(0), run(3)
+    whole, micro = run(0), run(3, checkpointing=True)
     for (name, a), b in zip(whole.named_parameters(), micro.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 

@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from road_repro.data.mixing import DRAWS
 from road_repro.errors import ConfigError, ConfigProblems
+from road_repro.train.memory import GPU_MEMORY_MIB
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS_DIR = REPO_ROOT / "ablations"
@@ -175,6 +176,10 @@ class RuntimeConfig:
     progress: bool = True
     compile: bool = False  # torch.compile the model for training
     feature_workers: int = 0  # processes that tokenize a split into the feature store; 0 = auto (1 for small splits)
+    max_rows_per_device: int = 0  # rows per GPU per micro-batch (gradient accumulation); 0 = auto from GPU memory
+    activation_checkpointing: bool = False  # recompute each encoder layer in backward (less memory, ~1/3 more compute)
+    gpu: str = "V100-32GB"  # the GPU the dry run sizes memory for (road_repro.train.memory.GPU_MEMORY_MIB)
+    nproc: int = 1  # GPUs the dry run plans for (make's NPROC or --nproc override it)
 
 
 @dataclass
@@ -436,7 +441,8 @@ _RANGES: dict[str, tuple[tuple[str, float | None, float | None, str], ...]] = {
                  ("max_pair_length", 8, None, "[]")),
     "mtl": (("pass_step", 1, None, "[]"), ("kd_temperature", 0, None, "()"), ("kd_lam", 0, 1, "[]"),
             ("teacher_epochs", 0, None, "()")),
-    "runtime": (("checkpoint_every", 0, None, "[]"), ("feature_workers", 0, None, "[]")),
+    "runtime": (("checkpoint_every", 0, None, "[]"), ("feature_workers", 0, None, "[]"),
+                ("max_rows_per_device", 0, None, "[]"), ("nproc", 1, None, "[]")),
 }
 
 #: What ``runtime.device`` may name: auto, cpu, cuda, cuda:<index>, mps.
@@ -491,6 +497,8 @@ def profile_problems(p: ProfileConfig) -> list[str]:
         problems.append(f"runtime.precision={p.runtime.precision!r} must be fp32, bf16, fp16 or auto")
     if not _DEVICE.fullmatch(str(p.runtime.device)):
         problems.append(f"runtime.device={p.runtime.device!r} is not a device: use auto, cpu, cuda, cuda:<index> or mps")
+    if p.runtime.gpu not in GPU_MEMORY_MIB:
+        problems.append(f"runtime.gpu={p.runtime.gpu!r} must be one of {', '.join(GPU_MEMORY_MIB)}")
     m_cfg = p.mtl
     if m_cfg.draws not in DRAWS:
         problems.append(f"mtl.draws={m_cfg.draws!r} must be one of {DRAWS}")

@@ -51,11 +51,17 @@ def main(argv: list[str] | None = None) -> int:
                              "without training or downloading (what is not on disk gets a planned id); "
                              "writes <output-dir>/<profile>/plan.json")
     parser.add_argument("--stages", action="store_true", help="with --plan or --dry-run: one line per stage too")
+    parser.add_argument("--gpu", default=None, help="with --plan or --dry-run: the GPU to size memory for "
+                        "(runtime.gpu: V100-16GB, V100-32GB, A100-40GB, A100-80GB, H100-80GB, H200-141GB)")
+    parser.add_argument("--nproc", type=int, default=os.environ.get("NPROC") or None,
+                        help="with --plan or --dry-run: GPUs to plan for (runtime.nproc; default: $NPROC, else the profile's)")
     parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("ROAD_DEBUG")),
                         help="show tracebacks of configuration and data errors (also ROAD_DEBUG=1)")
     args = parser.parse_args(argv)
     try:
         if args.plan or args.dry_run:
+            args.override += [f"runtime.{key}={value}" for key, value in (("gpu", args.gpu), ("nproc", args.nproc))
+                              if value is not None]
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
                                         args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0

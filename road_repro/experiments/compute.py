@@ -32,6 +32,8 @@ forward-only work weighted by :data:`FORWARD_COST`, and GPU-hours are that cost 
   paper's 96. *Caution:* that rate is 6 x 302M x 37,900 = 69 TFLOP/s, 55 % of a V100's 125 TFLOP/s fp16
   tensor-core peak -- high for a V100 -- so the paper's examples were probably shorter on average, or its
   "about 12 hours" generous: read the default as optimistic, by up to about 2x for 512-token work.
+* *Memory per GPU* (:func:`stage_memory`): per-GPU rows, micro-batches and the peak-memory estimate of
+  :mod:`road_repro.train.memory` for the GPU a run names (``runtime.gpu``, ``--gpu``).
 * *A measured throughput* replaces the default when ``make bench`` has run on a GPU
   (:func:`load_throughput`): ``benchmarks/gpu_mfu.py`` writes the examples/s of an ELECTRA-large-shaped
   encoder training in bf16 at 512 tokens on that GPU. It is a single-GPU rate on random full-length
@@ -47,6 +49,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from road_repro.train.memory import (
+    USABLE_FRACTION,
+    MemoryEstimate,
+    Shape,
+    element_bytes,
+    estimate_memory,
+    gpu_bytes,
+    max_rows,
+    micro_bounds,
+)
 
 #: The paper's MTL run (Table 8 and section 3.3), the basis of the default throughput.
 PAPER_MTL_STEPS = 50_000
@@ -301,3 +314,92 @@ def gpu_hours(stage: Work, throughput: Throughput) -> float:
 def total_gpu_hours(stages: Iterable[Work], throughput: Throughput) -> float:
     """GPU-hours of several stages (each counted as given: pass every shared stage once)."""
     return sum(gpu_hours(stage, throughput) for stage in stages)
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """What one GPU holds in a stage: its rows of the largest pass, the micro-batches they run as, the peak.
+
+    ``rows_per_gpu``: a training pass's global rows over the GPUs (rounded up), or a forward-only stage's
+    rows per batch on each GPU (``eval_batch_size``); ``micro_batches`` of at most ``micro_rows`` rows each
+    (:func:`road_repro.train.memory.micro_bounds`); ``estimate``: the peak of one micro-batch
+    (:func:`road_repro.train.memory.estimate_memory`); ``fits``: within :data:`~road_repro.train.memory.USABLE_FRACTION`
+    of the GPU's memory.
+    """
+
+    rows_per_gpu: int
+    micro_batches: int
+    micro_rows: int
+    seq_len: int
+    estimate: MemoryEstimate
+    budget: int
+
+    @property
+    def fits(self) -> bool:
+        return self.estimate.total <= self.budget
+
+
+def stage_memory(shape: Shape, rows: int, seq_len: int, *, nproc: int, gpu: str, precision: str,
+                 max_rows_per_device: int = 0, checkpointing: bool = False, train: bool = True,
+                 teacher: Shape | None = None) -> StageMemory:
+    """Per-GPU rows, micro-batches and estimated peak memory of a stage on ``nproc`` x ``gpu``.
+
+    A training pass of ``rows`` global rows gives each GPU ``ceil(rows / nproc)``; they run as micro-batches
+    of at most ``max_rows_per_device`` (0: automatic, as the training loop chooses it --
+    :func:`road_repro.train.memory.device_row_limit`: the most rows whose estimate, without an in-step
+    teacher, fits the GPU). Forward-only stages run ``rows`` per GPU at a time and are not split.
+    """
+    elem = element_bytes(precision, gpu)
+    budget = int(gpu_bytes(gpu) * USABLE_FRACTION)
+    if not train:
+        per_gpu = limit = rows
+    else:
+        per_gpu = math.ceil(rows / nproc)
+        limit = max_rows_per_device or max(1, max_rows(
+            budget, lambda r: estimate_memory(shape, r, seq_len, elem, checkpointing=checkpointing).total, per_gpu))
+    parts = micro_bounds(per_gpu, limit)
+    micro_rows = max(hi - lo for lo, hi in parts)
+    peak = estimate_memory(shape, micro_rows, seq_len, elem, checkpointing=checkpointing, train=train, teacher=teacher)
+    return StageMemory(per_gpu, len(parts), micro_rows, seq_len, peak, budget)
+
+
+#: The GPUs and counts of the "What fits where" table in docs/distributed.md.
+FITS_GPUS = ("V100-32GB", "A100-80GB")
+FITS_NPROCS = (1, 4, 8)
+
+
+def fits_table(profile_name: str = "paper") -> str:
+    """docs/distributed.md's "What fits where" (markdown): each stage kind of ``profile_name`` at its batch
+    sizes and lengths, on 1, 4 and 8 of each of :data:`FITS_GPUS`, with automatic ``max_rows_per_device``:
+    rows per GPU per pass = micro-batches x rows, and the estimated peak per GPU. ELECTRA-large, the
+    student of hidden-state KD ELECTRA-base with a large teacher. ``python -m road_repro.experiments.compute``."""
+    from road_repro.config import load_profile  # the profile's settings; compute itself needs no config
+
+    p = load_profile(profile_name)
+    large, base = Shape(24, 1024, 4096, 16), Shape(12, 768, 3072, 12)
+    f, ft, m = p.features, p.finetune.batch_size, p.mtl.optim.batch_size
+    kinds = [
+        ("finetune, span QA", large, ft, f.max_seq_length, True, None),
+        ("finetune, sentence pairs", large, ft, f.max_pair_length, True, None),
+        ("hidden-state KD (base student, large teacher)", base, ft, f.max_seq_length, True, large),
+        (f"ROaD MTL pass (batch {m} / pass_step {p.mtl.pass_step})", large, m // p.mtl.pass_step,
+         f.max_seq_length, True, None),
+        (f"MT-DNN step (batch {m}, one pass)", large, m, f.max_seq_length, True, None),
+        ("soft targets / prediction (forward)", large, p.finetune.eval_batch_size, f.max_seq_length, False, None),
+    ]
+    head = ["stage kind (rows x tokens per pass)"] + [f"{n} x {g}" for g in FITS_GPUS for n in FITS_NPROCS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, shape, rows, seq, train, teacher in kinds:
+        cells = [f"{name}: {rows} x {seq}"]
+        for gpu in FITS_GPUS:
+            for nproc in FITS_NPROCS:
+                s = stage_memory(shape, rows, seq, nproc=nproc, gpu=gpu, precision=p.runtime.precision,
+                                 train=train, teacher=teacher)
+                split = f"{s.micro_batches} x {s.micro_rows}" if s.micro_batches > 1 else f"{s.rows_per_gpu}"
+                cells.append(f"{split}, {s.estimate.gib:.1f} GiB" + ("" if s.fits else " (too big)"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(fits_table())

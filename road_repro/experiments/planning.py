@@ -27,7 +27,7 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from road_repro.errors import ConfigError, ConfigProblems, RoadError
 from road_repro.experiments.compute import (
     PAPER_GPUS,
     EncoderShape,
+    StageMemory,
     Throughput,
     Work,
     examples_processed,
@@ -48,6 +49,7 @@ from road_repro.experiments.compute import (
     load_throughput,
     shape_from_config,
     shape_from_name,
+    stage_memory,
     windows_per_example,
     work,
 )
@@ -66,6 +68,7 @@ from road_repro.experiments.tables import TableRunner, _profile
 from road_repro.experiments.tasks import Split
 from road_repro.io import atomic_write_json
 from road_repro.models.encoder import TINY_PRESETS, load_model_config, load_tokenizer
+from road_repro.train.memory import USABLE_FRACTION, GiB, Shape, gpu_bytes, shape_of
 
 #: Prefix of a planned data fingerprint (data or tokenizer not on disk: the real one is known at run time).
 PLANNED = "planned:"
@@ -123,6 +126,7 @@ class StageInfo:
     work: Work
     planned: bool            # its id rests on a planned fingerprint (somewhere upstream)
     estimated: bool          # its counts come from documented sizes, not loaded data
+    memory: StageMemory | None = None  # per-GPU rows, micro-batches and peak memory (None: no model runs)
 
 
 def _arguments(method: Callable, self: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -315,17 +319,43 @@ class PlanningExperiment(Experiment):
             self._shapes[model_key] = shape.first(cfg.num_layers)
         return self._shapes[model_key]
 
+    def memory_shape(self, model_key: str) -> Shape:
+        """The encoder's :class:`~road_repro.train.memory.Shape` for the memory estimate: from its config where
+        loaded, else :meth:`shape` with heads of width 64, BERT's vocabulary, ALBERT's shared layers and
+        128-wide embeddings when the name says ``albert``, and eager attention for DeBERTa (no SDPA)."""
+        shape = self.shape(model_key)
+        cfg = self.model_config(model_key)
+        name = (cfg.name_or_path or "").lower()
+        attention = "eager" if "deberta" in name else "fused"
+        config = self._model_configs.get(model_key)
+        if config is not None:
+            return replace(shape_of(config), layers=shape.layers, attention=attention)
+        heads = TINY_PRESETS[cfg.preset]["num_attention_heads"] if cfg.preset in TINY_PRESETS else shape.hidden // 64
+        albert = "albert" in name
+        return Shape(shape.layers, shape.hidden, shape.intermediate, max(1, heads), embedding=128 if albert else 0,
+                     shared_layers=albert, attention=attention)
+
+    def memory(self, model_key: str, rows: int, seq_len: int, train: bool = True,
+               teacher: str | None = None) -> StageMemory:
+        """:func:`~road_repro.experiments.compute.stage_memory` of a stage on ``runtime.nproc`` x ``runtime.gpu``:
+        ``rows`` global rows per pass when training, per GPU and batch when forward only."""
+        r = self.profile.runtime
+        return stage_memory(self.memory_shape(model_key), rows, seq_len, nproc=r.nproc, gpu=r.gpu,
+                            precision=r.precision, max_rows_per_device=r.max_rows_per_device,
+                            checkpointing=r.activation_checkpointing, train=train,
+                            teacher=self.memory_shape(teacher) if teacher else None)
+
     # -- recording ------------------------------------------------------------------------------------------
 
     def _record(self, run: Run, kind: str, what: str, model_key: str, steps: int | None, train: int, trained: int,
-                evaluated: int, forward: int, cost: Work, estimated: bool) -> None:
+                evaluated: int, forward: int, cost: Work, estimated: bool, memory: StageMemory | None = None) -> None:
         self._runs[run.run_id] = run
         if run.run_id in self.stages:
             return
         planned = any(s.startswith(PLANNED) or (s in self.stages and self.stages[s].planned)
                       for s in _strings(run.config))
         self.stages[run.run_id] = StageInfo(kind, run.run_id, what, model_key, steps, train, trained, evaluated,
-                                            forward, cost, planned, estimated)
+                                            forward, cost, planned, estimated, memory)
 
     def warm_start(self, model_key: str) -> Run | None:
         run = super().warm_start(model_key)
@@ -341,7 +371,9 @@ class PlanningExperiment(Experiment):
         rows = sum(len(self.examples(s)) for s in streams.values())
         trained = ws.batch_size * (ws.steps + ws.mixture_steps * len(mixture))
         self._record(run, "warm_start", f"warm start of {model_key}: {ws.steps} + {ws.mixture_steps} mixture steps",
-                     model_key, ws.steps + ws.mixture_steps, rows, trained, 0, 0, cost, False)
+                     model_key, ws.steps + ws.mixture_steps, rows, trained, 0, 0, cost, False,
+                     self.memory(model_key, ws.batch_size, max(self.tokens(get_dataset(s.dataset).task)
+                                                              for s in streams.values())))
         return run
 
     def finetune(self, *args: Any, **kwargs: Any) -> Run:
@@ -373,7 +405,8 @@ class PlanningExperiment(Experiment):
             if a["epochs"] is not None:
                 what += f", {a['epochs']:g} epochs"
             self._record(run, "finetune", what, key, steps, train.rows, trained, dev.rows, forward, cost,
-                         train.estimated or dev.estimated)
+                         train.estimated or dev.estimated,
+                         self.memory(key, optim["batch_size"], tokens, teacher=teacher_model if a["hidden"] else None))
         if objective.distill is not None:  # the run caches each teacher's logits first (Experiment._teacher_targets)
             for teacher in teachers:
                 self.soft_targets(task, teacher_model, teacher)
@@ -387,7 +420,9 @@ class PlanningExperiment(Experiment):
             rows = self.count(task, key, "train")
             cost = work(rows.rows, self.tokens(self.task(task, key).task_type), self.shape(key), forward_only=True)
             self._record(run, "soft_targets", f"{task} train through teacher {a['teacher'].run_id}", key, None,
-                         rows.rows, 0, 0, rows.rows, cost, rows.estimated)
+                         rows.rows, 0, 0, rows.rows, cost, rows.estimated,
+                         self.memory(key, self.profile.finetune.eval_batch_size,
+                                     self.tokens(self.task(task, key).task_type), train=False))
         return run
 
     def ensemble(self, *args: Any, **kwargs: Any) -> Run:
@@ -407,7 +442,9 @@ class PlanningExperiment(Experiment):
             dev = self.count(task, key, "dev")
             cost = work(dev.rows, self.tokens(self.task(task, key).task_type), self.shape(key), forward_only=True)
             self._record(run, "predict", f"{task} dev with the {a['source_task']} model {a['run'].run_id}", key,
-                         None, 0, 0, dev.rows, dev.rows, cost, dev.estimated)
+                         None, 0, 0, dev.rows, dev.rows, cost, dev.estimated,
+                         self.memory(key, self.profile.finetune.eval_batch_size,
+                                     self.tokens(self.task(task, key).task_type), train=False))
         return run
 
     def mtl(self, *args: Any, **kwargs: Any) -> Run:
@@ -426,8 +463,9 @@ class PlanningExperiment(Experiment):
             cost = work(steps * batch, mean_tokens, self.shape(key))
             what = (f"{config['mode']} MTL on {key}, pass_step {config['pass_step']}"
                     + (", KD during MTL" if config["kd"] else "") + f", {len(names)} datasets")
+            pass_rows = batch // int(config["pass_step"]) if config["mode"] == "road" else batch
             self._record(run, "mtl", what, key, steps, sum(c.rows for c in counts.values()), steps * batch, 0, 0,
-                         cost, any(c.estimated for c in counts.values()))
+                         cost, any(c.estimated for c in counts.values()), self.memory(key, pass_rows, max(tokens.values())))
         if config.get("kd"):  # the run caches each dataset teacher's logits first
             for name, teacher_id in sorted((config.get("teachers") or {}).items()):
                 if teacher_id in self._runs:
@@ -541,12 +579,38 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
             "examples_trained": info.examples_trained, "eval_examples": info.eval_examples,
             "forward_examples": info.forward_examples, "estimated_counts": info.estimated,
             "gpu_hours": _sig(gpu_hours(info.work, throughput)),
+            "memory": _memory_fields(info.memory),
         }
+    report["memory"] = _memory_report(load_profile(profile, overrides), report["stages"])
     order = ("models.", "shape.", "data.", "device.")  # what will be downloaded first, then the rest
     report["notes"] = [notes[k] for k in sorted(notes, key=lambda k: next(
         (i for i, prefix in enumerate(order) if k.startswith(prefix)), len(order)))]
     atomic_write_json(Path(output_dir) / report["profile"] / "plan.json", report)
     return report
+
+
+def _memory_fields(memory: StageMemory | None) -> dict[str, Any] | None:
+    """A stage's per-GPU memory for plan.json (GiB to 3 decimals)."""
+    if memory is None:
+        return None
+    return {"rows_per_gpu": memory.rows_per_gpu, "micro_batches": memory.micro_batches,
+            "micro_rows": memory.micro_rows, "seq_len": memory.seq_len,
+            "est_gib": round(memory.estimate.gib, 3), "fits": memory.fits}
+
+
+def _memory_report(profile: ProfileConfig, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The GPU setting the memory was sized for and one warning per stage whose estimate exceeds it."""
+    r = profile.runtime
+    usable = gpu_bytes(r.gpu) * USABLE_FRACTION / GiB
+    warnings = [f"{run_id} ({s['kind']} on {s['model']}): an estimated {s['memory']['est_gib']:.1f} GiB per GPU "
+                f"({s['memory']['micro_rows']} rows of {s['memory']['seq_len']} tokens) exceeds {usable:.1f} GiB "
+                f"({USABLE_FRACTION:.0%} of a {r.gpu}): lower runtime.max_rows_per_device, turn on "
+                f"runtime.activation_checkpointing, or use more or larger GPUs"
+                for run_id, s in stages.items() if s["memory"] is not None and not s["memory"]["fits"]]
+    return {"gpu": r.gpu, "nproc": r.nproc, "precision": r.precision,
+            "max_rows_per_device": r.max_rows_per_device or "auto",
+            "activation_checkpointing": r.activation_checkpointing, "usable_gib": round(usable, 2),
+            "warnings": warnings}
 
 
 def _sig(value: float) -> float:
@@ -556,6 +620,33 @@ def _sig(value: float) -> float:
 
 def _hours(value: float) -> str:
     return f"{value:,.1f}" if value >= 0.05 or value == 0 else f"{value:.2g}"
+
+
+def _memory_lines(plan: dict[str, Any]) -> list[str]:
+    """Per-GPU rows, micro-batches and estimated peak memory, one line per distinct (kind, model, shape of
+    the work) with how many stages share it, then a warning per stage that would not fit."""
+    mem = plan.get("memory")
+    if not mem:
+        return []
+    groups: Counter = Counter()
+    for s in plan["stages"].values():
+        m = s.get("memory")
+        if m is not None:
+            groups[(s["kind"], s["model"], m["seq_len"], m["rows_per_gpu"], m["micro_batches"], m["micro_rows"],
+                    m["est_gib"], m["fits"])] += 1
+    lines = [f"memory per GPU on {mem['nproc']} x {mem['gpu']} ({mem['usable_gib']:.1f} GiB usable; precision "
+             f"{mem['precision']}, max_rows_per_device {mem['max_rows_per_device']}, activation checkpointing "
+             f"{'on' if mem['activation_checkpointing'] else 'off'}):"]
+    for (kind, model, seq, rows, micro, micro_rows, gib, fits), n in sorted(groups.items()):
+        if kind in ("soft_targets", "predict"):
+            work_ = f"{rows} rows/GPU per forward batch"
+        else:
+            work_ = (f"{rows} rows/GPU per pass = {micro} micro-batch{'es' * (micro != 1)} of "
+                     f"{'<= ' * (micro > 1)}{micro_rows}")
+        lines.append(f"  {kind:<12} {model:<14} {n:>4} stage{'s' * (n != 1)}: {work_} x {seq} tokens: "
+                     f"est. {gib:.1f} GiB{'' if fits else ' (DOES NOT FIT)'}")
+    lines += [f"WARNING: {w}" for w in mem["warnings"]]
+    return lines
 
 
 def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
@@ -598,6 +689,7 @@ def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
         total, todo = plan["gpu_hours"]["total"], plan["gpu_hours"]["to_compute"]
         lines.append(f"total: {_hours(total)} {unit} for every stage once; {_hours(todo)} {unit} still to compute "
                      f"(about {_hours(todo / PAPER_GPUS)} h on {PAPER_GPUS} GPUs at perfect scaling)")
+    lines += _memory_lines(plan)
     n_planned = sum(bool(s.get("planned_id")) for s in info.values())
     if n_planned:
         lines.append(f"{n_planned} stages have planned ids (marked * by --stages): their data or tokenizer is not on this "

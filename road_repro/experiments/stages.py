@@ -234,6 +234,8 @@ class Experiment:
             num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
             checkpoint_dir=path / CHECKPOINTS, checkpoint_every=self.profile.runtime.checkpoint_every,
             progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
+            max_rows_per_device=self.profile.runtime.max_rows_per_device,
+            activation_checkpointing=self.profile.runtime.activation_checkpointing,
         )
         atomic_write_json(path / "train_log.json", result.log)
         atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))
@@ -309,6 +311,8 @@ class Experiment:
                 num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
                 checkpoint_dir=checkpoints, checkpoint_every=self.profile.runtime.checkpoint_every,
                 progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
+                max_rows_per_device=self.profile.runtime.max_rows_per_device,
+                activation_checkpointing=self.profile.runtime.activation_checkpointing,
             ).log
 
         def make(path: Path) -> dict[str, Any]:

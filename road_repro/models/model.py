@@ -8,6 +8,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from road_repro.config import ModelConfig
+from road_repro.errors import ConfigError
 from road_repro.models.encoder import load_encoder
 from road_repro.models.heads import ClassificationHead, SpanHead
 
@@ -70,6 +71,27 @@ class RoadModel(nn.Module):
         if distill:
             result[DISTILL_HIDDEN] = self.distill_projection(out.hidden_states)
         return result
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Recompute each encoder layer during backward instead of keeping its activations (``enabled``), or not.
+
+    Hugging Face's ``activation_checkpointing_enable`` with ``use_reentrant=False`` (which preserves the RNG,
+    so dropout masks are the same when recomputed, and needs no input that requires grad); it acts in
+    training mode only. ``model`` is a :class:`RoadModel` (its ``encoder``) or an encoder itself.
+    """
+    encoder = getattr(model, "encoder", model)
+    if not getattr(encoder, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"runtime.activation_checkpointing: {type(encoder).__name__} does not support it")
+    if not hasattr(encoder, "activation_checkpointing_enable"):  # transformers before its rename (5.x)
+        if enabled:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif encoder.is_gradient_checkpointing:
+            encoder.gradient_checkpointing_disable()
+    elif enabled:
+        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif encoder.is_activation_checkpointing:
+        encoder.activation_checkpointing_disable()
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, heads: HeadKinds) -> RoadModel:

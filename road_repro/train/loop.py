@@ -17,6 +17,13 @@ others run under ``no_sync``). A rank's loss is its shard's mean scaled by ``wor
 global_rows``, so the average over ranks is the global-batch mean even when the rows do not divide evenly.
 Only rank 0 writes checkpoints (the others wait at a barrier) and every rank resumes from the same one.
 
+Memory: a rank's shard of a pass runs as micro-batches of at most ``max_rows_per_device`` rows (gradient
+accumulation; 0 = as many as the GPU holds, :mod:`road_repro.train.memory`), each micro-batch's mean loss
+scaled by ``world * micro_rows / global_rows`` -- the same weighting one level down, so the accumulated
+gradient is the big batch's whatever the split (``loss_fn`` must return means over its batch's rows, as
+every objective here does). DDP syncs on the step's last micro-batch only. ``activation_checkpointing``
+recomputes each encoder layer in backward instead of keeping its activations.
+
 Mixed precision: bf16 autocast where the GPU supports it, fp16 with a gradient scaler otherwise, fp32 on
 CPU unless asked otherwise (:func:`resolve_precision`). ``compile=True`` runs the model through
 ``torch.compile``.
@@ -40,6 +47,7 @@ from tqdm.auto import tqdm
 
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
+from road_repro.models.model import set_activation_checkpointing
 from road_repro.train.checkpoint import load_latest, save_checkpoint, set_rng_state
 from road_repro.train.distributed import (
     DistInfo,
@@ -54,6 +62,7 @@ from road_repro.train.distributed import (
     shard_rows,
     torchrun_env,
 )
+from road_repro.train.memory import device_row_limit, micro_bounds
 from road_repro.train.optim import build_optimizer
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -73,6 +82,8 @@ class Pass:
 
 StepSource = Callable[[int], list[Pass]]
 LossFn = Callable[[dict[str, Tensor], Pass, float], dict[str, Tensor]]
+#: Most rows of one micro-batch on this device for a batch of the given sequence length (None: no limit).
+RowLimit = Callable[[int], "int | None"]
 
 
 @dataclass
@@ -241,11 +252,15 @@ class _StepLosses:
 
 def _run_passes(runner: nn.Module, ddp: DistributedDataParallel | None, passes: list[Pass], loss_fn: LossFn,
                 progress_frac: float, info: DistInfo, dtype: torch.dtype | None,
-                scaler: torch.amp.GradScaler) -> _StepLosses:
+                scaler: torch.amp.GradScaler, row_limit: RowLimit = lambda seq_len: None) -> _StepLosses:
     """Forward and backward every pass on this rank's shard, accumulating the mean gradient over passes.
 
-    A rank whose shard is empty (fewer rows than ranks) runs the first row with weight 0, so every rank
-    takes part in DDP's all-reduce and adds nothing to the gradient.
+    Each shard runs as micro-batches of at most ``row_limit(sequence length)`` rows
+    (:func:`~road_repro.train.memory.micro_bounds`); a micro-batch's mean loss is weighted by ``world x
+    micro_rows / global_rows / passes``, so the gradients summed over micro-batches and averaged over ranks
+    are the mean over passes of each pass's global-batch mean, however the rows split. DDP synchronises on
+    the step's last micro-batch only. A rank whose shard is empty (fewer rows than ranks) runs the first row
+    with weight 0, so every rank takes part in DDP's all-reduce and adds nothing to the gradient.
     """
     device = info.device
     out = _StepLosses([], {})
@@ -255,16 +270,21 @@ def _run_passes(runner: nn.Module, ddp: DistributedDataParallel | None, passes: 
         mine = batch_rows(shard)
         if mine == 0:
             shard = {k: v[:1] for k, v in p.batch.items()}
-        batch = to_device(shard, device)
-        weight = mine / rows  # this shard's share of the pass's global mean
-        sync = ddp.no_sync() if ddp is not None and i < len(passes) - 1 else contextlib.nullcontext()
-        with sync:
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                losses = loss_fn(forward(runner, batch, p.head), Pass(p.head, p.dataset, batch), progress_frac)
-            scaler.scale(losses["total"] * (mine * info.world_size / rows / len(passes))).backward()
-        out.pass_totals.append(losses["total"].detach().float() * weight)
-        for key, value in losses.items():
-            out.by_key[key] = out.by_key.get(key, 0.0) + value.detach().float() * weight / len(passes)
+        parts = micro_bounds(batch_rows(shard), row_limit(int(shard["input_ids"].shape[-1])))
+        pass_total = torch.zeros((), device=device)
+        for j, (lo, hi) in enumerate(parts):
+            batch = to_device({k: v[lo:hi] for k, v in shard.items()}, device)
+            weight = (hi - lo) / rows if mine else 0.0  # this micro-batch's share of the pass's global mean
+            last = i == len(passes) - 1 and j == len(parts) - 1
+            sync = ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    losses = loss_fn(forward(runner, batch, p.head), Pass(p.head, p.dataset, batch), progress_frac)
+                scaler.scale(losses["total"] * (weight * info.world_size / len(passes))).backward()
+            pass_total = pass_total + losses["total"].detach().float() * weight
+            for key, value in losses.items():
+                out.by_key[key] = out.by_key.get(key, 0.0) + value.detach().float() * weight / len(passes)
+        out.pass_totals.append(pass_total)
     return out
 
 
@@ -292,17 +312,25 @@ def train(
     progress: bool = True,
     desc: str = "train",
     compile: bool = False,
+    max_rows_per_device: int = 0,
+    activation_checkpointing: bool = False,
 ) -> TrainResult:
     """Train for ``total_steps`` optimizer steps, resuming from ``checkpoint_dir`` if it holds a checkpoint.
 
     Under torchrun every rank calls this with the same arguments; ``model`` ends with the same weights on
-    every rank and the returned log holds global (all-rank) means.
+    every rank and the returned log holds global (all-rank) means. Each rank's rows of a pass run as
+    micro-batches of at most ``max_rows_per_device`` rows (0: as many as the GPU's memory holds, by
+    :func:`~road_repro.train.memory.device_row_limit`; no limit on CPU); ``activation_checkpointing``
+    recomputes the encoder's layers in backward (:func:`~road_repro.models.model.set_activation_checkpointing`).
     """
     info = init_distributed(device)
     device = info.device
     model.to(device)
     optimizer, scheduler = build_optimizer(model, optim, num_layers, total_steps)
     dtype = resolve_precision(precision, device)
+    if activation_checkpointing:
+        set_activation_checkpointing(model, True)
+    row_limit = device_row_limit(max_rows_per_device, model, device, 4 if dtype is None else 2, activation_checkpointing)
     scaler = grad_scaler(dtype, device)
     result = TrainResult()
     start = _resume(checkpoint_dir, model, optimizer, scheduler, scaler, result, info)
@@ -314,7 +342,7 @@ def train(
         for step in bar:
             passes = step_source(step)
             _check_passes(passes, step, info)
-            local = _run_passes(runner, ddp, passes, loss_fn, step / max(1, total_steps), info, dtype, scaler)
+            local = _run_passes(runner, ddp, passes, loss_fn, step / max(1, total_steps), info, dtype, scaler, row_limit)
             totals, sums, stopping = _global_losses(local, stop.is_set())
             for i, (p, total) in enumerate(zip(passes, totals)):
                 if not math.isfinite(total):

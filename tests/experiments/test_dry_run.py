@@ -133,6 +133,7 @@ def no_network(monkeypatch):
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.setenv(name, "1")
     monkeypatch.delenv("ROAD_DATA_DIR", raising=False)
+    monkeypatch.delenv("NPROC", raising=False)  # the dry run plans for the profile's GPUs
 
 
 def test_paper_dry_run_of_every_table_needs_no_hub(tmp_path, no_network, capsys):
@@ -152,6 +153,11 @@ def test_paper_dry_run_of_every_table_needs_no_hub(tmp_path, no_network, capsys)
     assert road["steps"] == 50_000 and road["examples_trained"] == 50_000 * 512
     assert road["gpu_hours"] == pytest.approx(96 * (5 * 512 + 4 * 128) / 9 / 512, rel=1e-3)
     assert set(road["tables"]) >= {"table2", "table4", "table5"}
+    # memory on the paper's 8 x V100-32GB with automatic rows per GPU: every stage fits, MT-DNN in micro-batches
+    assert (plan["memory"]["gpu"], plan["memory"]["nproc"], plan["memory"]["warnings"]) == ("V100-32GB", 8, [])
+    assert road["memory"]["rows_per_gpu"] == 16 and "memory per GPU on 8 x V100-32GB" in out
+    mtdnn = [s for s in stages.values() if s["what"].startswith("mtdnn MTL on large,")]
+    assert mtdnn and all(s["memory"]["rows_per_gpu"] == 64 and s["memory"]["micro_batches"] > 1 for s in mtdnn)
     squad = [s for s in stages.values() if s["kind"] == "finetune" and s["what"].startswith("squad_v2 on large, seed 1")]
     assert squad and all(s["train_examples"] >= 130_319 and s["eval_examples"] >= 11_873 for s in squad)
     total = plan["gpu_hours"]["total"]

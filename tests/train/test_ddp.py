@@ -74,6 +74,9 @@ def _worker(rank: int, port: int, out_dir: Path, device: str) -> None:
     model = tiny_model(heads=HEADS)
     res["log"] = train(model, global_passes, ce, STEPS, CFG, num_layers=2, device=info.device, progress=False).log
     res["plain"] = _params(model)
+    micro = tiny_model(heads=HEADS)  # every shard in micro-batches of 1 row: DDP syncs on the step's last one only
+    train(micro, global_passes, ce, STEPS, CFG, num_layers=2, device=info.device, progress=False, max_rows_per_device=1)
+    res["micro"] = _params(micro)
 
     saves: list[int] = []
     real_save = loop.save_checkpoint
@@ -181,6 +184,10 @@ def test_two_processes_train_the_same_weights_as_one(job, reference):
 
 
 @pytest.mark.slow
+def test_two_processes_in_micro_batches_train_the_same_weights_as_one(job, reference):
+    assert_same_training(job, reference, "micro")
+
+
 def test_logged_losses_are_global_batch_means(job, reference):
     for rank in job:
         got = [row["total"] for row in rank["log"]]

@@ -577,6 +577,8 @@ def profile_problems(p: ProfileConfig, table: TableSpec | None = None) -> list[s
     d = p.distill
     if not p.seeds:
         problems.append("seeds must name at least one seed")
+    elif not all(type(seed) is int for seed in p.seeds):  # OmegaConf lets a nested list through List[int]
+        problems.append(f"seeds={p.seeds} must be a list of integers, e.g. [1, 2, 3]")
     elif len(set(p.seeds)) != len(p.seeds):
         problems.append(f"seeds={p.seeds} has duplicates")
     elif d.n_teachers > len(p.seeds) and (table is None or trains_teacher_ensembles(table)):

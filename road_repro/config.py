@@ -484,6 +484,22 @@ def parse_overrides(overrides: str | Sequence[str] | None) -> list[str]:
     return list(overrides)
 
 
+def parse_seeds(seeds: str | Sequence[int] | None) -> list[int] | None:
+    """The user's seeds (``--seeds``, a notebook's ``seeds``): None for the profile's, else a list of integers.
+    A string is a YAML list or one seed (papermill ``-p seeds "[1, 2]"`` passes a string)."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, str):
+        try:
+            seeds = yaml.safe_load(seeds)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"seeds={seeds!r} is not a list of integers, e.g. [1, 2, 3]") from exc
+        seeds = [seeds] if isinstance(seeds, int) else seeds
+    if not isinstance(seeds, Sequence) or isinstance(seeds, str) or not all(type(s) is int for s in seeds):
+        raise ConfigError(f"seeds={seeds!r} must be a list of integers, e.g. [1, 2, 3]")
+    return list(seeds)
+
+
 def load_profile(
     name_or_path: str, overrides: str | Sequence[str] = (), table: TableSpec | None = None
 ) -> ProfileConfig:

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from road_repro.config import (
-    ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, parse_overrides, to_dict, validate_profile,
+    ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, parse_overrides, parse_seeds, to_dict,
+    validate_profile,
 )
 from road_repro.errors import ConfigProblems, RoadError
 from road_repro.experiments.preflight import PreflightError, folder_problems, preflight, run_folders
@@ -203,8 +204,8 @@ def _progress(output_dir: str | Path, profile: ProfileConfig) -> Progress | None
 
 def _profile(profile: str, overrides: Sequence[str], spec: TableSpec, seeds: Sequence[int] | None) -> ProfileConfig:
     prof = load_profile(profile, overrides, spec)
-    if seeds is not None:
-        prof.seeds = [int(s) for s in seeds]
+    if (seeds := parse_seeds(seeds)) is not None:
+        prof.seeds = seeds
         validate_profile(prof, spec)
     return prof
 

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from road_repro.config import ABLATIONS_DIR, PROFILES_DIR, OptimConfig, load_table_spec, parse_overrides
+from road_repro.config import ABLATIONS_DIR, PROFILES_DIR, OptimConfig, load_table_spec, parse_overrides, parse_seeds
 from road_repro.errors import (
     EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TRAINING_STOPPED, ConfigError, TrainingError, TrainingInterrupted,
 )
@@ -100,7 +100,8 @@ def test_an_unknown_or_mistyped_setting_is_one_line():
 
 def test_two_rows_with_the_same_method_are_refused(tmp_path):
     path = write_spec(tmp_path, "dup", lambda s: s["rows"].append(dict(s["rows"][0])))
-    with pytest.raises(ConfigError, match=r"rows\[0\] and rows\[5\] both have method 'single model average without distillation'.*pooled"):
+    first = "single model average without distillation"
+    with pytest.raises(ConfigError, match=rf"rows\[0\] and rows\[5\] both have method '{first}'.*pooled"):
         load_table_spec(str(path))
     line = one_error(str(path), "--preflight")
     assert str(path) in line and "rows[5]" in line
@@ -109,7 +110,8 @@ def test_two_rows_with_the_same_method_are_refused(tmp_path):
 def test_a_method_with_and_without_a_paper_model_is_refused(tmp_path):
     def edit(spec):
         spec["rows"].append({**spec["rows"][0], "paper_model": "ELECTRA-large"})
-    with pytest.raises(ConfigError, match=r"method 'single model average without distillation' has rows with paper_model \['ELECTRA-large'\] and a row"):
+    first = "single model average without distillation"
+    with pytest.raises(ConfigError, match=rf"method '{first}' has rows with paper_model \['ELECTRA-large'\] and a row"):
         load_table_spec(str(write_spec(tmp_path, "mixed", edit)))
 
 
@@ -135,6 +137,13 @@ def test_a_list_at_the_top_level_of_a_spec_or_profile_is_one_line(tmp_path):
 
 
 # --- seeds -----------------------------------------------------------------------------------------------------
+
+def test_seeds_from_a_notebook_string_or_a_list():
+    assert parse_seeds("[1, 2]") == parse_seeds([1, 2]) == [1, 2] and parse_seeds("3") == [3] and parse_seeds(None) is None
+    for bad in ("x", "[1, x]", [1.5], "{a: 1}"):
+        with pytest.raises(ConfigError, match=r"must be a list of integers"):
+            parse_seeds(bad)
+
 
 def test_one_seed_is_fine_for_a_table_without_teachers():
     status, lines, out = run_cli("table3", "--seeds", "1", "--preflight")
@@ -284,7 +293,8 @@ def test_results_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
         assert os.umask(umask) == umask  # the writers left the umask as it was
     finally:
         os.umask(previous)
-    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)} == {mode}
+    plain = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {plain} == {mode}
 
 
 # --- the command line under random overrides -------------------------------------------------------------------

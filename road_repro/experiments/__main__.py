@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir)
         if args.preflight:
-            print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models and data are fine")
+            print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models, data and folders are fine")
             return 0
         init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
         try:

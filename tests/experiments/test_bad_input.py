@@ -312,7 +312,7 @@ OVERRIDE = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides=st.lists(OVERRIDE, min_size=1, max_size=3))
 def test_any_command_line_starts_cleanly_or_stops_with_one_line_per_problem(overrides):
     """Never a library traceback: status 0, or status 2 with one ``error:`` line (or a count, then one per problem)."""

@@ -136,6 +136,17 @@ def test_a_list_at_the_top_level_of_a_spec_or_profile_is_one_line(tmp_path):
     assert f"{profile}: its top level is a list; a profile" in one_error("table5", "--profile", str(profile), "--preflight")
 
 
+@pytest.mark.parametrize("text, problem", [
+    ("rows: {method: kd}", "rows must be a list, not a mapping"),
+    ("rows: [kd, weighted]", "rows[0]: Invalid type assigned: str is not a subclass of RowSpec. value: kd"),
+    ("rows: [{method: kd}]\nclaims: {better: kd}", "claims must be a list, not a mapping"),
+])
+def test_a_spec_of_the_wrong_shape_is_one_line(tmp_path, text, problem):
+    spec = tmp_path / "shape.yaml"
+    spec.write_text(f"table: T5\ntitle: t\nevaluate: {{squad_v2: [f1]}}\n{text}\n")
+    assert one_error(str(spec), "--preflight") == f"error: table spec {spec}: {problem}"
+
+
 # --- seeds -----------------------------------------------------------------------------------------------------
 
 def test_seeds_from_a_notebook_string_or_a_list():

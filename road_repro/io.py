@@ -1,8 +1,7 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn one.
 
 Each writer writes a temporary file in the target's directory, flushes and fsyncs it, then
-``os.replace``-s it over the target (atomic on POSIX within one file system). The file gets the mode a
-plain ``open()`` would give it (0666 less the umask), so a group sharing a results folder can read it. Under torchrun only rank 0
+``os.replace``-s it over the target (atomic on POSIX within one file system). Under torchrun only rank 0
 writes results (every rank computes the same ones), so the writers do nothing on other ranks.
 """
 
@@ -26,7 +25,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a result file gets the mode open() would give it
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode open() would (group-readable results)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -37,13 +36,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _umask() -> int:
-    """The process umask (read by setting it, so it is set back at once; 0o022 in the meantime)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -59,3 +51,10 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
 def atomic_write_csv(path: Path, frame: pd.DataFrame) -> Path:
     """Write a DataFrame as CSV (no index) atomically."""
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _umask() -> int:
+    """The process umask (read by setting it, so it is set back at once; 0o022 in the meantime)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -336,3 +336,15 @@ def test_any_command_line_starts_cleanly_or_stops_with_one_line_per_problem(over
     assert len(set(lines)) == len(lines), lines
     if len(lines) > 1:
         assert lines[0] == f"error: {len(lines) - 1} problems found before any training:", lines
+
+
+def test_every_notebook_declares_its_parameters_so_papermill_reads_them():
+    """papermill cannot read ``name = value  # comment`` when the comment holds '=': it then warns "Passed unknown
+    parameter: overrides" for a parameter that does exist (it is still injected, but the user is told otherwise)."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    for path in sorted((ABLATIONS_DIR.parent / "notebooks").glob("*.ipynb")):
+        cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        names = [p.name for p in PythonTranslator.inspect(cell)]
+        assert names == ["profile", "seeds", "output_dir", "runs_dir", "overrides", "progress"], path.name

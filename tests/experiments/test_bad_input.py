@@ -12,9 +12,11 @@ import io
 import os
 import signal
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,11 +34,14 @@ from road_repro.train.loop import Pass, train
 from road_repro.train.objectives import Objective, pass_losses
 from tests.helpers import span_batch, tiny_model
 
-CPU = __import__("torch").device("cpu")
+CPU = torch.device("cpu")
 
 
 def run_cli(*args: str) -> tuple[int, list[str], str]:
-    """``main(args)`` in this process: exit status, stderr lines, stdout."""
+    """``main(args)`` in this process: exit status, stderr lines, stdout. The output folder defaults to one under
+    the temporary folder, not ``results/`` in the working directory (the preflight probes it)."""
+    if "--output-dir" not in args:
+        args = (*args, "--output-dir", str(Path(tempfile.gettempdir()) / "road-bad-input"))
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         status = cli.main(list(args))

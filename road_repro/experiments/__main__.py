@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="results")
     parser.add_argument("--runs-dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
-    parser.add_argument("--override", action="append", default=[], help="dotlist setting, e.g. distill.lam=0.7")
+    parser.add_argument("--override", action="append", default=[], help="a setting as KEY=VALUE, e.g. distill.lam=0.7 (KEY=null unsets it; a bare KEY is an error)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--preflight", action="store_true", help="only check settings, models and data, then stop")
     parser.add_argument("--plan", action="store_true",

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="results")
     parser.add_argument("--runs-dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
-    parser.add_argument("--override", action="append", default=[], help="a setting as KEY=VALUE, e.g. distill.lam=0.7 (KEY=null unsets it; a bare KEY is an error)")
+    parser.add_argument("--override", action="append", default=[],
+                        help="a setting as KEY=VALUE, e.g. distill.lam=0.7 (KEY=null unsets it; a bare KEY is an error)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--preflight", action="store_true", help="only check settings, models and data, then stop")
     parser.add_argument("--plan", action="store_true",
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir)
         if args.preflight:
-            print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models, data and folders are fine")
+            print(f"preflight: {', '.join(args.tables)} at {args.profile}: "
+                  "settings, device, models, data and folders are fine")
             return 0
         init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
         try:

@@ -75,7 +75,7 @@ endif
 # One table: make reproduce TABLE=table5 [PROFILE=...]
 reproduce: install
 	@mkdir -p $(RESULTS)/$(PROFILE)/notebooks
-	@$(PY) -m road_repro.experiments $(TABLE) --profile $(PROFILE) --preflight
+	@$(PY) -m road_repro.experiments $(TABLE) --profile $(PROFILE) --output-dir $(RESULTS) --preflight
 	$(PY) -m papermill notebooks/$(TABLE).ipynb $(RESULTS)/$(PROFILE)/notebooks/$(TABLE).ipynb \
 	  -k python3 -p profile $(PROFILE) -p output_dir $(RESULTS)
 	$(PY) -m road_repro.report --profile $(PROFILE) --output-dir $(RESULTS)

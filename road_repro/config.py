@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+import yaml
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from road_repro.data.mixing import DRAWS
 from road_repro.errors import ConfigError, ConfigProblems
@@ -333,19 +334,49 @@ def _resolve_path(name_or_path: str, folder: Path, kind: str) -> Path:
     raise ConfigError(f"unknown {kind} {name_or_path!r}: no file {candidate} (known: {', '.join(known)})")
 
 
-def load_yaml(path: Path) -> Any:
-    """``OmegaConf.load`` with a YAML syntax error reported as a ConfigError naming the file and line."""
-    import yaml
-
+def load_yaml(path: Path, kind: str = "settings file") -> Any:
+    """``OmegaConf.load`` with a YAML syntax error reported as a ConfigError naming the file and line, and a
+    top level that is not a mapping (a list, say) reported before OmegaConf's merge fails on it."""
     try:
-        return OmegaConf.load(path)
+        cfg = OmegaConf.load(path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: YAML syntax error: {problem}") from exc
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{path}: {_one_line(exc)}") from exc
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: its top level is a {'list' if isinstance(cfg, ListConfig) else 'value'}; a {kind} "
+                          "is a mapping of settings (key: value lines, e.g. `name: ...`)")
+    return cfg
+
+
+def _one_line(exc: OmegaConfBaseException) -> str:
+    """OmegaConf's message without its ``full_key:`` / ``object_type=`` lines, naming the setting once."""
+    msg = str(getattr(exc, "msg", None) or exc).splitlines()[0].strip()
+    key = getattr(exc, "full_key", None)
+    if isinstance(exc, ConfigKeyError) and key:
+        return f"unknown setting {key!r} ({msg})"
+    return f"{key}: {msg}" if key and key not in msg else msg
+
+
+def _container_mismatch(base: Any, layer: Any, prefix: str = "") -> str | None:
+    """The first setting of ``layer`` that is a list where ``base`` holds a mapping or the reverse (OmegaConf's
+    merge raises a bare ``TypeError`` on it, naming no key)."""
+    if not isinstance(layer, DictConfig) or not isinstance(base, DictConfig) or base._is_none() or layer._is_none():
+        return None
+    for key in layer.keys():
+        if key not in base:
+            continue  # an unknown key: the merge names it
+        b, v = base._get_node(key), layer._get_node(key)
+        kinds = [("mapping" if isinstance(n, DictConfig) else "list" if isinstance(n, ListConfig) else None) for n in (b, v)]
+        if None not in kinds and kinds[0] != kinds[1]:
+            return f"{prefix}{key} must be a {kinds[0]}, not a {kinds[1]}"
+        found = _container_mismatch(b, v, f"{prefix}{key}.")
+        if found:
+            return found
+    return None
 
 
 def _merge(schema: type, *layers: Any, what: str) -> Any:
@@ -353,13 +384,21 @@ def _merge(schema: type, *layers: Any, what: str) -> Any:
         merged = OmegaConf.merge(OmegaConf.structured(schema), *layers)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{what}: {exc}".strip()) from exc
+        raise ConfigError(f"{what}: {_one_line(exc)}") from exc
+    except TypeError as exc:  # "Cannot merge incompatible container types": a list where a mapping goes
+        base = OmegaConf.structured(schema)
+        for layer in layers:
+            found = _container_mismatch(base, layer)
+            if found:
+                raise ConfigError(f"{what}: {found}") from exc
+            base = OmegaConf.merge(base, layer)
+        raise
 
 
 def load_table_spec(name_or_path: str) -> TableSpec:
     """Read ``ablations/<name>.yaml`` into a checked :class:`TableSpec`."""
     path = _resolve_path(name_or_path, ABLATIONS_DIR, "table spec")
-    spec: TableSpec = _merge(TableSpec, load_yaml(path), what=f"table spec {path}")
+    spec: TableSpec = _merge(TableSpec, load_yaml(path, "table spec"), what=f"table spec {path}")
     for i, row in enumerate(spec.rows):
         if row.recipe not in RECIPES:
             raise ConfigError(f"{path}: rows[{i}].recipe={row.recipe!r} is not one of {RECIPES}")
@@ -392,6 +431,7 @@ def load_table_spec(name_or_path: str) -> TableSpec:
             raise ConfigError(f"{path}: rows[{i}] is a published number (recipe: published): it has no training settings")
     if not spec.evaluate:
         raise ConfigError(f"{path}: evaluate must name at least one task and its metrics")
+    duplicate_rows(spec, path)
     rows = {(r.method, r.paper_model) for r in spec.rows}
     for i, claim in enumerate(spec.claims):
         for side in ("better", "worse"):
@@ -405,23 +445,104 @@ def load_table_spec(name_or_path: str) -> TableSpec:
     return spec
 
 
+def duplicate_rows(spec: TableSpec, path: Path | str) -> None:
+    """Rows are selected by ``method`` (and ``paper_model``) in claims, summaries and plots, so two rows with the
+    same pair would pool their runs: each pair must be unique, and a method that names its ``paper_model`` in
+    one row must name it in every row (a claim without one selects the method across all models)."""
+    seen: dict[tuple[str, str | None], int] = {}
+    for i, row in enumerate(spec.rows):
+        j = seen.setdefault((row.method, row.paper_model), i)
+        if j != i:
+            model = f" and paper_model {row.paper_model!r}" if row.paper_model else ""
+            raise ConfigError(f"{path}: rows[{j}] and rows[{i}] both have method {row.method!r}{model}: claims, "
+                              "summaries and plots select rows by method, so their runs would be pooled; give each row "
+                              "its own method name (or a distinct paper_model)")
+    for method in {m for m, model in seen if model is None}:
+        models = sorted(model for m, model in seen if m == method and model is not None)
+        if models:
+            raise ConfigError(f"{path}: method {method!r} has rows with paper_model {models} and a row without one: "
+                              "give that row a paper_model or another method name")
+
+
+def parse_overrides(overrides: str | Sequence[str] | None) -> list[str]:
+    """The user's ``KEY=VALUE`` settings as a list, checked before OmegaConf sees them.
+
+    A bare ``KEY`` is an error (OmegaConf would read it as null and silently unset the setting, e.g. a data
+    cap). A single string is one override, or a YAML list of them (papermill ``-p overrides "a=b"`` or
+    ``-p overrides '["a=b"]'`` pass a string), never a sequence of characters.
+    """
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        text = overrides.strip()
+        if text.startswith("["):
+            try:
+                overrides = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"overrides {text!r} is not a YAML list of KEY=VALUE strings: {exc}".splitlines()[0]) from exc
+        else:
+            overrides = [text] if text else []
+    if not isinstance(overrides, Sequence) or isinstance(overrides, str):
+        raise ConfigError(f"overrides={overrides!r} must be a list of KEY=VALUE strings, e.g. [\"distill.lam=0.7\"]")
+    for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(f"override {item!r} is not a KEY=VALUE string (quote it: \"distill.lam=0.7\")")
+        key, eq, _ = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"override {item!r} has no '=VALUE': write {key.strip() or 'KEY'}=VALUE "
+                              f"({key.strip() or 'KEY'}=null to unset a setting)")
+    return list(overrides)
+
+
+def parse_seeds(seeds: str | Sequence[int] | None) -> list[int] | None:
+    """The user's seeds (``--seeds``, a notebook's ``seeds``): None for the profile's, else a list of integers.
+    A string is a YAML list or one seed (papermill ``-p seeds "[1, 2]"`` passes a string)."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, str):
+        try:
+            seeds = yaml.safe_load(seeds)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"seeds={seeds!r} is not a list of integers, e.g. [1, 2, 3]") from exc
+        seeds = [seeds] if isinstance(seeds, int) else seeds
+    if not isinstance(seeds, Sequence) or isinstance(seeds, str) or not all(type(s) is int for s in seeds):
+        raise ConfigError(f"seeds={seeds!r} must be a list of integers, e.g. [1, 2, 3]")
+    return list(seeds)
+
+
 def load_profile(
-    name_or_path: str, overrides: Sequence[str] = (), table: TableSpec | None = None
+    name_or_path: str, overrides: str | Sequence[str] = (), table: TableSpec | None = None
 ) -> ProfileConfig:
-    """Merge defaults, the profile file, the table's overrides and dotlist ``overrides``; then validate."""
+    """Merge defaults, the profile file, the table's overrides and dotlist ``overrides``; then validate
+    (against ``table`` where given: :func:`profile_problems`)."""
+    overrides = parse_overrides(overrides)
     path = _resolve_path(name_or_path, PROFILES_DIR, "profile")
-    layers = [load_yaml(path)]
+    layers = [load_yaml(path, "profile")]
     if table is not None and table.profile_overrides:
         layers.append(OmegaConf.create(table.profile_overrides))
     try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        layers.append(OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"bad override in {list(overrides)}: {exc}") from exc
-    profile: ProfileConfig = _merge(ProfileConfig, *layers, what=f"profile {path} with overrides {list(overrides)}")
+        raise ConfigError(f"bad override in {overrides}: {_one_line(exc)}") from exc
+    profile: ProfileConfig = _merge(ProfileConfig, *layers, what=f"profile {path} with overrides {overrides}")
     if profile.data_dir is None and os.environ.get("ROAD_DATA_DIR"):
         profile.data_dir = os.environ["ROAD_DATA_DIR"]
-    validate_profile(profile)
+    validate_profile(profile, table)
     return profile
+
+
+def trains_teacher_ensembles(spec: TableSpec) -> bool:
+    """Whether any row of ``spec`` uses an ensemble of ``distill.n_teachers`` single-model runs (its own
+    default teachers, an ``ensemble`` row, or a teacher or teacher source with ``ensemble: true``)."""
+    for row in spec.rows:
+        if row.recipe == "published":
+            continue
+        t = row.teacher
+        if t is None and (row.recipe == "ensemble" or row.distill or row.hidden):
+            return True
+        if t is not None and (t.ensemble or (t.distilled_from is not None and t.distilled_from.ensemble)):
+            return True
+    return False
 
 
 #: Range checks of the numeric settings: (block attribute path, field, lowest, highest, kind of bounds).
@@ -464,8 +585,9 @@ def _out_of_range(value: Any, low: float | None, high: float | None, bounds: str
     return None
 
 
-def profile_problems(p: ProfileConfig) -> list[str]:
-    """Every range and consistency problem of a profile, each naming the setting (empty list: none)."""
+def profile_problems(p: ProfileConfig, table: TableSpec | None = None) -> list[str]:
+    """Every range and consistency problem of a profile, each naming the setting (empty list: none).
+    With ``table``, the teacher count is checked only if the table trains teacher ensembles."""
     problems: list[str] = []
     for block, checks in _RANGES.items():
         obj: Any = p
@@ -482,9 +604,11 @@ def profile_problems(p: ProfileConfig) -> list[str]:
     d = p.distill
     if not p.seeds:
         problems.append("seeds must name at least one seed")
+    elif not all(type(seed) is int for seed in p.seeds):  # OmegaConf lets a nested list through List[int]
+        problems.append(f"seeds={p.seeds} must be a list of integers, e.g. [1, 2, 3]")
     elif len(set(p.seeds)) != len(p.seeds):
         problems.append(f"seeds={p.seeds} has duplicates")
-    elif d.n_teachers > len(p.seeds):
+    elif d.n_teachers > len(p.seeds) and (table is None or trains_teacher_ensembles(table)):
         problems.append(f"distill.n_teachers={d.n_teachers} teachers requested but only {len(p.seeds)} seeds exist "
                         "(teachers are the single-model runs of the first n_teachers seeds)")
     f = p.features
@@ -538,9 +662,9 @@ def profile_problems(p: ProfileConfig) -> list[str]:
     return problems
 
 
-def validate_profile(p: ProfileConfig) -> None:
+def validate_profile(p: ProfileConfig, table: TableSpec | None = None) -> None:
     """Raise one ConfigError listing every problem of :func:`profile_problems` (one line each)."""
-    problems = profile_problems(p)
+    problems = profile_problems(p, table)
     if problems:
         raise ConfigProblems(problems, f"in profile {p.name!r}")
 

@@ -1,4 +1,12 @@
-"""The library's own error types: bad input is reported with one of these, naming the file, row or setting."""
+"""The library's own error types: bad input is reported with one of these, naming the file, row or setting.
+
+The command line (``python -m road_repro.experiments``) turns them into exit statuses (:func:`exit_status`),
+documented in docs/reliability.md: 0 done, 1 an unexpected error (a bug: its traceback is shown),
+2 bad input (settings, spec, data, folders; found before any compute), 3 training stopped (e.g. a NaN loss),
+143 (128 + SIGTERM) stopped by SIGTERM after a checkpoint (rerun to resume).
+"""
+
+import signal
 
 
 class RoadError(Exception):
@@ -28,3 +36,18 @@ class TrainingError(RoadError, RuntimeError):
 
 class TrainingInterrupted(TrainingError):
     """SIGTERM arrived; the loop saved a checkpoint after the current step and stopped (rerun to resume)."""
+
+
+#: Exit statuses of the command line (see the module docstring).
+EXIT_BAD_INPUT = 2
+EXIT_TRAINING_STOPPED = 3
+EXIT_INTERRUPTED = 128 + signal.SIGTERM
+
+
+def exit_status(exc: RoadError) -> tuple[int, str]:
+    """The exit status for ``exc`` and the word its one-line message starts with."""
+    if isinstance(exc, TrainingInterrupted):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, TrainingError):
+        return EXIT_TRAINING_STOPPED, "training stopped"
+    return EXIT_BAD_INPUT, "error"

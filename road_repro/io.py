@@ -25,6 +25,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode open() would (group-readable results)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -50,3 +51,10 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
 def atomic_write_csv(path: Path, frame: pd.DataFrame) -> Path:
     """Write a DataFrame as CSV (no index) atomically."""
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _umask() -> int:
+    """The process umask (read by setting it, so it is set back at once; 0o022 in the meantime)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

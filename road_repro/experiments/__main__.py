@@ -14,8 +14,10 @@ per table and in total, without training or downloading anything (models and dat
 planned ids and a note); it writes ``<output-dir>/<profile>/plan.json``. ``--plan`` prints the same plan
 after the full preflight (which may download), as ``make reproduce-all`` does before it runs the tables.
 A ``ConfigError`` or ``DataError`` prints one line per problem
-(naming the file and row or the setting) and exits with status 2; ``--debug`` or ``ROAD_DEBUG=1`` shows
-the traceback too. Any other exception keeps its traceback.
+(naming the file and row or the setting) and exits with status 2; a loop stopped by SIGTERM prints where its
+checkpoint is and exits with 143, a NaN loss or other training failure with 3 (:mod:`road_repro.errors`);
+``--debug`` or ``ROAD_DEBUG=1`` shows the traceback too, with the same status. Any other exception keeps its
+traceback (status 1).
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from datetime import timedelta
 
-from road_repro.errors import RoadError, TrainingError
+from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingInterrupted, exit_status
 from road_repro.experiments.tables import check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
-#: Exit status for bad input (settings, data), as for a command-line usage error.
-EXIT_BAD_INPUT = 2
+__all__ = ["EXIT_BAD_INPUT", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="results")
     parser.add_argument("--runs-dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
-    parser.add_argument("--override", action="append", default=[], help="dotlist setting, e.g. distill.lam=0.7")
+    parser.add_argument("--override", action="append", default=[],
+                        help="a setting as KEY=VALUE, e.g. distill.lam=0.7 (KEY=null unsets it; a bare KEY is an error)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--preflight", action="store_true", help="only check settings, models and data, then stop")
     parser.add_argument("--plan", action="store_true",
@@ -65,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
                                         args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0
-        check_tables(args.tables, args.profile, args.seeds, args.override)
+        check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir)
         if args.preflight:
-            print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models and data are fine")
+            print(f"preflight: {', '.join(args.tables)} at {args.profile}: "
+                  "settings, device, models, data and folders are fine")
             return 0
         init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
         try:
@@ -77,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cleanup()
     except RoadError as exc:
-        if args.debug or (isinstance(exc, TrainingError)):
-            raise
-        for line in str(exc).splitlines():
-            print(f"error: {line.strip()}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        status, word = exit_status(exc)
+        if args.debug:
+            traceback.print_exc()
+        if os.environ.get("RANK", "0") == "0" or not isinstance(exc, TrainingInterrupted):  # torchrun: say it once
+            hint = "; rerun the same command to resume" if isinstance(exc, TrainingInterrupted) else ""
+            lines = list(dict.fromkeys(line.strip() for line in str(exc).splitlines() if line.strip()))
+            for line in lines:
+                print(f"{word}: {line}{hint if line == lines[-1] else ''}", file=sys.stderr)
+        return status
     return 0
 
 

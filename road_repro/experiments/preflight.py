@@ -9,7 +9,10 @@ costs hours of 8-GPU time, so :func:`preflight` runs before any stage and report
   ``.bin`` -- are found locally or on the hub as allowed; ``num_layers`` fits; its position embeddings hold
   ``max_seq_length``; a cross-model teacher tokenizes like its student),
 * every dataset split any stage of the table reads (located, loaded and validated by its loader: names,
-  files, columns, labels, answer offsets), with the task types each stage expects.
+  files, columns, labels, answer offsets), with the task types each stage expects; a file that several
+  splits read is reported once, naming them all,
+* every folder the run writes (runs, features, output, report) can be created and written
+  (:func:`folder_problems`, called by ``check_tables`` and ``run_table`` before anything is created).
 
 Loading goes through the :class:`~road_repro.experiments.stages.Experiment` the run then uses, whose
 per-process caches of examples and tokenizers make the preflight's pass over the data the run's own.
@@ -18,8 +21,11 @@ The profile's numeric settings are range-checked when it is loaded (:func:`road_
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -221,13 +227,52 @@ def data_problems(exp: Experiment, needs: Needs) -> list[str]:
             splits.setdefault((ws.dataset, ws.split, ws.limit, None), (where, SplitConfig(ws.dataset, ws.split, ws.limit)))
             if _known(ws.dataset) and get_dataset(ws.dataset).task != "mrc":
                 problems.append(f"{where}.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
+    failed: dict[str, list[str]] = {}  # one message per broken file, naming every split that reads it
     for where, split in splits.values():
         if not _known(split.dataset):
             continue  # reported above
         try:
             exp.examples(split)
         except RoadError as exc:
-            problems.append(f"{where} ({split.dataset}:{split.split}): {exc}")
+            failed.setdefault(str(exc), []).append(f"{where} ({split.dataset}:{split.split})")
+    return problems + [f"{', '.join(wheres)}: {message}" for message, wheres in failed.items()]
+
+
+def run_folders(output_dir: str | Path, runs_dir: str | Path | None, profile: str) -> dict[str, Path]:
+    """Every folder a table run writes, by what it holds (the same defaults as ``run_table`` and ``Experiment``:
+    runs in ``<output_dir>/runs``, the feature store beside the runs folder, results and report per profile)."""
+    runs = Path(runs_dir) if runs_dir else Path(output_dir) / "runs"
+    out = Path(output_dir) / profile
+    return {"runs": runs, "features": runs.parent / "features", "output": out, "report": out / "report"}
+
+
+#: The option (command line, notebook parameter) that moves each folder of :func:`run_folders` elsewhere.
+_FOLDER_OPTION = {"runs": "--runs-dir", "features": "--runs-dir", "output": "--output-dir", "report": "--output-dir"}
+
+
+def folder_problems(folders: dict[str, Path]) -> list[str]:
+    """Each folder can be created and written: the folder, or its nearest existing parent, is a folder in which
+    a file can be made (a real probe, so read-only mounts and ACLs count; the probe file is removed at once).
+    Folders blocked by the same parent make one problem."""
+    blocked: dict[str, list[str]] = {}  # why -> the folders it blocks
+    for what, folder in folders.items():
+        existing = Path(os.path.abspath(folder))
+        while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            why = f"{existing} is {'a broken link' if existing.is_symlink() else 'not a folder'}"
+        else:
+            try:
+                with tempfile.TemporaryFile(dir=existing, prefix=".road-write-check-"):
+                    continue
+            except OSError as exc:
+                why = f"cannot write in {existing} ({exc.strerror or exc})"
+        blocked.setdefault(why, []).append(what)
+    problems = []
+    for why, whats in blocked.items():
+        options = " or ".join(dict.fromkeys(_FOLDER_OPTION.get(w, w) for w in whats))
+        names = ", ".join(f"{w} folder {folders[w]}" for w in whats)
+        problems.append(f"{names}: {why}; choose another with {options}, or make that a writable folder")
     return problems
 
 

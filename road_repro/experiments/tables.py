@@ -20,10 +20,11 @@ from typing import Any, Sequence
 import pandas as pd
 
 from road_repro.config import (
-    ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, to_dict, validate_profile,
+    ProfileConfig, RowSpec, TableSpec, load_profile, load_table_spec, parse_overrides, parse_seeds, to_dict,
+    validate_profile,
 )
 from road_repro.errors import ConfigProblems, RoadError
-from road_repro.experiments.preflight import PreflightError, preflight
+from road_repro.experiments.preflight import PreflightError, folder_problems, preflight, run_folders
 from road_repro.experiments.runs import Progress, Run, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
@@ -131,13 +132,19 @@ class TableRunner:
 
 
 def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[int] | None = None,
-                 overrides: Sequence[str] = ()) -> None:
-    """The preflight of several tables before any of them trains: every problem of every table, at once."""
+                 overrides: Sequence[str] = (), output_dir: str | Path | None = None,
+                 runs_dir: str | Path | None = None) -> None:
+    """The preflight of several tables before any of them trains: every problem of every table, at once.
+    With ``output_dir``, also every folder the run will write (:func:`~road_repro.experiments.preflight.run_folders`)."""
+    overrides = parse_overrides(overrides)
     found: dict[str, list[str]] = {}  # problem -> the tables it concerns (settings problems concern all)
     for table in tables:
         try:
             spec = load_table_spec(table)
             prof = _profile(profile, overrides, spec, seeds)
+            if output_dir is not None:
+                for problem in folder_problems(run_folders(output_dir, runs_dir, prof.name)):
+                    found.setdefault(problem, []).append(table)
             preflight(spec, Experiment(prof, Path(tempfile.gettempdir()) / "road-preflight", progress=False))
         except ConfigProblems as exc:
             for problem in exc.problems:
@@ -163,8 +170,16 @@ def plan_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[i
     """
     from road_repro.experiments.planning import build_plan
 
+    overrides = parse_overrides(overrides)
     if not offline:
-        check_tables(tables, profile, seeds, overrides)
+        check_tables(tables, profile, seeds, overrides, output_dir, runs_dir)
+    else:
+        try:
+            name = load_profile(profile, overrides).name
+        except RoadError:
+            name = None  # build_plan reports it with the tables it concerns
+        if name is not None and (problems := folder_problems({"output": Path(output_dir) / name})):
+            raise PreflightError(problems)
     return build_plan(tables, profile, seeds, overrides, output_dir, runs_dir, offline)
 
 
@@ -189,10 +204,16 @@ def _progress(output_dir: str | Path, profile: ProfileConfig) -> Progress | None
 
 def _profile(profile: str, overrides: Sequence[str], spec: TableSpec, seeds: Sequence[int] | None) -> ProfileConfig:
     prof = load_profile(profile, overrides, spec)
-    if seeds is not None:
-        prof.seeds = [int(s) for s in seeds]
-        validate_profile(prof)
+    if (seeds := parse_seeds(seeds)) is not None:
+        prof.seeds = seeds
+        validate_profile(prof, spec)
     return prof
+
+
+def table_name(table: str) -> str:
+    """The name results are filed under: the spec's name, or its file's stem when given as a path (so that
+    ``<output_dir>/<profile>/<name>.csv`` stays inside the output folder)."""
+    return Path(table).stem if Path(table).suffix in (".yaml", ".yml") else table
 
 
 def run_table(
@@ -213,9 +234,13 @@ def run_table(
     from road_repro.report.plots import plot_table
     from road_repro.report.summary import summarize
 
+    overrides = parse_overrides(overrides)
     spec = load_table_spec(table)
     prof = _profile(profile, overrides, spec, seeds)
     out = Path(output_dir) / prof.name
+    if problems := folder_problems(run_folders(output_dir, runs_dir, prof.name)):
+        raise PreflightError(problems)  # before the runs folder is created or anything trains
+    table = table_name(table)
     exp = Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress)
     exp.store.context = f"{table} {prof.name}"
     exp.store.progress = _progress(output_dir, prof)

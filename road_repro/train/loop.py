@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
 from road_repro.models.model import set_activation_checkpointing
-from road_repro.train.checkpoint import load_latest, save_checkpoint, set_rng_state
+from road_repro.train.checkpoint import complete_checkpoints, load_latest, save_checkpoint, set_rng_state
 from road_repro.train.distributed import (
     DistInfo,
     all_gather_objects,
@@ -348,7 +348,8 @@ def train(
                 if not math.isfinite(total):
                     raise TrainingError(
                         f"non-finite loss {total} at step {step}, pass {i} (dataset {p.dataset!r}, head {p.head!r}, "
-                        f"batch of {batch_rows(p.batch)} rows); the last good checkpoint in {checkpoint_dir} is kept"
+                        f"batch of {batch_rows(p.batch)} rows); {kept_checkpoint(checkpoint_dir)}; try a lower "
+                        "learning rate or runtime.precision=fp32"
                     )
             scaler.unscale_(optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm))
@@ -368,10 +369,21 @@ def train(
             ):
                 _checkpoint(checkpoint_dir, done, model, optimizer, scheduler, scaler, result, info)
             if stopping and done < total_steps:
-                raise TrainingInterrupted(f"SIGTERM after step {done} of {total_steps}; checkpoint saved in {checkpoint_dir}")
+                saved = f"checkpoint saved in {checkpoint_dir}" if checkpoint_dir is not None else \
+                    "no checkpoint folder, so a rerun starts again"
+                raise TrainingInterrupted(f"SIGTERM after step {done} of {total_steps}; {saved}")
     bar.close()
     model.eval()
     return result
+
+
+def kept_checkpoint(checkpoint_dir: Path | None) -> str:
+    """Where a rerun resumes from, for the message of a failed loop: the newest intact checkpoint, or none
+    (a message must never name a checkpoint that does not exist)."""
+    latest = complete_checkpoints(checkpoint_dir)[-1:] if checkpoint_dir is not None else []
+    if not latest:
+        return "no checkpoint of this stage was written, so a rerun starts it again"
+    return f"the newest checkpoint is {latest[0]}; a rerun of the same command resumes from it"
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ def test_command_line_prints_one_line_and_exits_2():
 def test_command_line_preflight_of_every_table_passes():
     done = _cli("table2", "table4", "table5", "blog_passstep", "--profile", "smoke", "--preflight")
     assert done.returncode == 0, done.stderr
-    assert "settings, device, models and data are fine" in done.stdout
+    assert "settings, device, models, data and folders are fine" in done.stdout
 
 
 #: (dotted key, values to try) for the property test: right and wrong types, out-of-range numbers, junk.

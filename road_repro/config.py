@@ -276,7 +276,9 @@ class ClaimSpec:
     """A claim of the paper or blog this table supports: row ``better`` beats row ``worse`` (``kind:
     greater``), the two are about equal (``equal``) or ``better`` is not worse (``not_worse``), on one task
     and metric. Rows are named by their ``method`` (and ``paper_model`` where the table has several models);
-    the paper's own difference is read from paper_tables.csv."""
+    the paper's own difference is read from paper_tables.csv. ``equal`` and ``not_worse`` need a ``margin``
+    (points) and ``margin_source`` (why that margin); ``conflict`` flags a claim that the source's own text
+    and table read two ways (the report shows both readings). The rule: road_repro/report/verdicts.py."""
 
     claim: str = MISSING  # the claim in words, as the paper or blog makes it
     better: str = MISSING
@@ -285,6 +287,10 @@ class ClaimSpec:
     metric: str = "f1"
     paper_model: str | None = None
     kind: str = "greater"
+    worse_paper_model: str | None = None  # the worse row's paper_model when it differs (ROaD vs DeBERTa-large)
+    margin: float | None = None
+    margin_source: str = ""
+    conflict: str = ""
 
 
 CLAIM_KINDS = ("greater", "equal", "not_worse")
@@ -301,6 +307,7 @@ class TableSpec:
     rows: list[RowSpec] = field(default_factory=list)
     claims: list[ClaimSpec] = field(default_factory=list)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the page must say about how the table was run
 
     @property
     def metrics(self) -> list[str]:
@@ -384,14 +391,18 @@ def load_table_spec(name_or_path: str) -> TableSpec:
         raise ConfigError(f"{path}: evaluate must name at least one task and its metrics")
     rows = {(r.method, r.paper_model) for r in spec.rows}
     for i, claim in enumerate(spec.claims):
-        for side in ("better", "worse"):
-            if (getattr(claim, side), claim.paper_model) not in rows:
+        for side, model in (("better", claim.paper_model), ("worse", claim.worse_paper_model or claim.paper_model)):
+            if (getattr(claim, side), model) not in rows:
                 raise ConfigError(f"{path}: claims[{i}].{side}={getattr(claim, side)!r} (paper_model "
-                                  f"{claim.paper_model!r}) is not a row of the table")
+                                  f"{model!r}) is not a row of the table")
         if claim.metric not in spec.evaluate.get(claim.dataset, []):
             raise ConfigError(f"{path}: claims[{i}] compares {claim.dataset} {claim.metric}, which the table does not evaluate")
         if claim.kind not in CLAIM_KINDS:
             raise ConfigError(f"{path}: claims[{i}].kind={claim.kind!r} is not one of {CLAIM_KINDS}")
+        if (claim.kind == "greater") != (claim.margin is None) or (claim.margin is not None and not (
+                claim.margin > 0 and claim.margin_source)):
+            raise ConfigError(f"{path}: claims[{i}] ({claim.kind}) needs margin > 0 and margin_source for equal / "
+                              f"not_worse and no margin for greater; got margin={claim.margin!r}")
     return spec
 
 

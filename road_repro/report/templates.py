@@ -60,13 +60,13 @@ TABLE = """<h1>{{ t.table }} — {{ t.title }}</h1>
 {% for note in t.notes %}<p class="prov"><b>Note:</b> {{ note }}</p>{% endfor %}
 {% if t.claims %}<table><tr><th>claim</th><th>task, metric</th><th>paper difference</th><th>test</th><th>n (A / B)</th>
 <th>ours: mean difference [interval]</th><th>statistic</th><th>ε<sub>min</sub> (A&gt;B / B&gt;A)</th><th>margin</th>
-<th>verdict</th><th>seeds needed</th></tr>
+<th>verdict</th><th>what would change it</th><th>seeds needed</th></tr>
 {% for c in t.claims %}<tr><td>{{ c.claim }}{% if c.conflict %}<br><span class="conflict">⚑ {{ c.conflict }}</span>{% endif %}
 <br><span class="prov">A = {{ c.better }}; B = {{ c.worse }}{% if c.worse_paper_model %} ({{ c.worse_paper_model }}){% endif %}</span></td>
 <td>{{ c.dataset }} {{ c.metric }}</td><td>{{ c.paper_diff }}</td><td>{{ c.test }}</td><td>{{ c.n_better }} / {{ c.n_worse }}</td>
 <td>{{ c.ours }}</td><td>{{ c.stat }}</td><td>{{ c.eps }}</td>
 <td>{{ c.margin }}{% if c.margin_source %}<br><span class="prov">{{ c.margin_source }}</span>{% endif %}</td>
-<td class="{{ c.css }}">{{ c.verdict }}{% if c.change %}<br><span class="prov">{{ c.change }}</span>{% endif %}</td><td>{{ c.seeds_needed }}</td></tr>
+<td class="{{ c.css }}">{{ c.verdict }}</td><td class="prov">{{ c.change }}</td><td>{{ c.seeds_needed }}</td></tr>
 {% endfor %}</table><p class="prov">{{ rule }}</p>{% else %}<p>No claims.</p>{% endif %}
 <h2>Per seed</h2>
 <p><img alt="{{ t.table }} plot" src="data:image/png;base64,{{ t.png }}"></p>

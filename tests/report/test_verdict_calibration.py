@@ -72,10 +72,10 @@ def test_power_on_real_effects(kind: str, fixed: str | None, n: int, diff: float
 if __name__ == "__main__":  # the table of docs/verdicts.md
     for fixed in (None, "worse"):
         for kind in KINDS_ORDER:
-            rates = [holds_rate(kind, BOUNDARY[kind], n, fixed, reps=2000) for n in SEEDS]
+            rates = [holds_rate(kind, BOUNDARY[kind], n, fixed, reps=20000) for n in SEEDS]
             print(f"| {kind} | {'vs ensemble' if fixed else 'two rows'} | "
                   + " | ".join(f"{100 * r:.1f}" for r in rates) + " |")
     for kind, fixed, diff in [("greater", None, 1.0), ("greater", None, 2.0), ("greater", "worse", 2.0),
                               ("not_worse", None, 0.0), ("equal", None, 0.0)]:
         print(f"power {kind} {'vs ensemble' if fixed else 'two rows'} diff {diff} sd:",
-              " ".join(f"n={n}: {100 * holds_rate(kind, diff, n, fixed, reps=2000, seed=1):.0f}%" for n in (2, 3, 5, 10)))
+              " ".join(f"n={n}: {100 * holds_rate(kind, diff, n, fixed, reps=4000, seed=1):.0f}%" for n in (2, 3, 5, 10)))

@@ -145,6 +145,8 @@ class MTLConfig:
     ``datasets`` maps each MTL dataset to its training split; ROaD shares one head per task type, MT-DNN
     keeps one per dataset. These splits and caps are the MTL data even where a dataset's name is also a
     finetuning task's (``mnli``, ``qqp``): the task's own split and cap never leak into MTL.
+    ``seeds``: several MTL runs per arm (empty: one, ``seed``); finetuning seed ``i`` starts from MTL run
+    ``seeds[i mod k]``, so MTL variance enters the claim verdicts (each is a stage the plan counts).
     ``draws``: how a ROaD step's passes draw datasets, ``with_replacement`` (Algorithm 1's
     ``random(datasets)`` per pass, the default) or ``without_replacement`` (distinct datasets within a step).
     KD during MTL (paper 2.2, Table 4) uses ``kd_temperature`` and ``kd_lam`` (and ``distill.t2_scale``)
@@ -156,6 +158,7 @@ class MTLConfig:
     pass_step: int = 4
     draws: str = "with_replacement"
     seed: int = 1
+    seeds: list[int] = field(default_factory=list)  # several MTL runs per arm: finetuning seed i starts from run i mod k
     kd_temperature: float = 5.0
     kd_lam: float = 0.7
     teacher_epochs: float = 3.0
@@ -480,6 +483,8 @@ def profile_problems(p: ProfileConfig) -> list[str]:
             problems.append(f"{key}.layerwise_convention={optim.layerwise_convention!r} must be one of "
                             f"{', '.join(LAYERWISE_CONVENTIONS)}")
     d = p.distill
+    if len(set(p.mtl.seeds)) != len(p.mtl.seeds):
+        problems.append(f"mtl.seeds={p.mtl.seeds} has duplicates")
     if not p.seeds:
         problems.append("seeds must name at least one seed")
     elif len(set(p.seeds)) != len(p.seeds):

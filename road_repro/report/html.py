@@ -93,13 +93,18 @@ def _claims(folder: Path, name: str) -> list[dict]:
     return out
 
 
-def table_notes(spec) -> list[str]:
+def table_notes(spec, profile: dict) -> list[str]:
     """What the page says about how the table was run: the spec's notes and, where a row runs MTL, how many
     MTL runs each arm has (the verdicts cover MTL variance only with several)."""
     notes = list(spec.notes)
     if any(row.mtl or (row.teacher and row.teacher.mtl) for row in spec.rows):
-        notes.append("MTL: each arm's MTL stage is one run (mtl.seed), shared by all its finetuning seeds, so the "
-                     "verdicts cover finetuning noise only, not MTL variance.")
+        mtl = profile.get("mtl") or {}
+        runs = mtl.get("seeds") or []
+        notes.append(f"MTL: {len(runs)} MTL runs per arm (mtl.seeds = {runs}); finetuning seed i starts from MTL "
+                     "run i mod k, so MTL variance enters the verdicts." if len(runs) > 1 else
+                     f"MTL: each arm's MTL stage is one run (mtl.seed = {mtl.get('seed', 1)}), shared by all its "
+                     "finetuning seeds, so the verdicts cover finetuning noise only, not MTL variance (mtl.seeds "
+                     "runs several).")
     return notes
 
 
@@ -169,7 +174,7 @@ def _table_context(folder: Path, meta: dict, report_dir: Path) -> dict:
         "summary": summary.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–"),
         "profile": meta["profile"], "settings": settings_line(meta["profile"]), "claims": claims,
         "runs": _runs_table(frame, report_dir), "notebook": _notebook(folder, name, report_dir),
-        "notes": table_notes(load_table_spec(name)),
+        "notes": table_notes(load_table_spec(name), meta["profile"]),
         "status": _status(meta, frame), "compute": _compute(meta), "git": meta["provenance"].get("git", "?")[:12],
         "page": f"{name}.html",
         "counts": {"holds": verdicts.count("holds"), "reversed": verdicts.count("reversed"),

@@ -4,7 +4,9 @@ Layers (as in the ELECTRA reference: defaults, then per scale, then per table, t
 
 1. the dataclass defaults below (the paper's Table 8 finetuning values where they apply),
 2. ``ablations/profiles/<profile>.yaml`` (``smoke``, ``mini``, ``paper``),
-3. the table spec's own ``profile_overrides`` and then the user's dotlist overrides.
+3. the table spec's own ``profile_overrides``, its ``scale_overrides`` for this profile (settings that only
+   make sense at one scale, e.g. ELECTRA's finetuning learning rate for real ELECTRA models), and then the
+   user's dotlist overrides.
 
 Unknown keys are errors (OmegaConf structured configs), and :func:`validate_profile` checks ranges and
 consistency before any compute starts, naming the offending setting.
@@ -310,6 +312,7 @@ class TableSpec:
     rows: list[RowSpec] = field(default_factory=list)
     claims: list[ClaimSpec] = field(default_factory=list)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
+    scale_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile name -> overrides at that scale
     notes: list[str] = field(default_factory=list)  # what the page must say about how the table was run
 
     @property
@@ -417,6 +420,8 @@ def load_profile(
     layers = [load_yaml(path)]
     if table is not None and table.profile_overrides:
         layers.append(OmegaConf.create(table.profile_overrides))
+    if table is not None and path.stem in table.scale_overrides:
+        layers.append(OmegaConf.create(table.scale_overrides[path.stem]))
     try:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as exc:

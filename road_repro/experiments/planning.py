@@ -424,7 +424,7 @@ class PlanningExperiment(Experiment):
                        else {n: max(1.0, -(-counts[n].rows // batch)) for n in names})
             mean_tokens = sum(weights[n] * tokens[n] for n in names) / sum(weights.values())
             cost = work(steps * batch, mean_tokens, self.shape(key))
-            what = (f"{config['mode']} MTL on {key}, pass_step {config['pass_step']}, seed {config['seed']}"
+            what = (f"{config['mode']} MTL on {key}, pass_step {config['pass_step']}"
                     + (", KD during MTL" if config["kd"] else "") + f", {len(names)} datasets")
             self._record(run, "mtl", what, key, steps, sum(c.rows for c in counts.values()), steps * batch, 0, 0,
                          cost, any(c.estimated for c in counts.values()))

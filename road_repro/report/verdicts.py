@@ -261,20 +261,18 @@ def _t(distance: float, se: float) -> float:
     return math.copysign(math.inf, distance) if distance else 0.0
 
 
-def _change(kind: str, verdict: str, margin: float, half: float, needed: int | None, on: str) -> str:
+def _change(kind: str, margin: float, half: float, needed: int | None, on: str) -> str:
     """One line: what would change the verdict (at this spread and n, or with more seeds)."""
     more = f"; about {needed} seeds {on} would resolve the observed difference" if needed else ""
     if kind == "greater":
-        return (f"holds if the mean difference were above +{half:.2f} (and ASO agreed), reversed below "
-                f"-{half:.2f}, at this spread and n{more}")
+        return f"at this spread and n: holds above +{half:.2f} (with ASO), reversed below -{half:.2f}{more}"
     if kind == "not_worse":
-        return (f"holds if the mean difference were above {-margin + half:+.2f}, reversed below "
-                f"{-margin - half:+.2f}, at this spread and n{more}")
+        return f"at this spread and n: holds above {-margin + half:+.2f}, reversed below {-margin - half:+.2f}{more}"
     if half >= margin:
-        return (f"cannot hold at this spread and n (the interval's half-width {half:.2f} is not below the margin "
-                f"{margin}); reversed if |mean difference| exceeded {margin + half:.2f}{more}")
-    return (f"holds if |mean difference| were below {margin - half:.2f}, reversed above {margin + half:.2f}, "
-            f"at this spread and n{more}")
+        return (f"at this spread and n: cannot hold (interval half-width {half:.2f} >= margin {margin}), reversed if "
+                f"|difference| > {margin + half:.2f}{more}")
+    return (f"at this spread and n: holds if |difference| < {margin - half:.2f}, reversed if > {margin + half:.2f}"
+            f"{more}")
 
 
 def compare(
@@ -317,7 +315,7 @@ def compare(
     lower, upper = _boundaries(kind, margin)
     distance = min(abs(diff - lower), abs(diff - upper)) if kind == "equal" else abs(diff - lower)
     needed = _seeds_needed(b, w, fixed, distance, level)
-    sizes = f"{b.size} vs {'1 (fixed)' if fixed == 'worse' else w.size}" if fixed != "better" else f"1 (fixed) vs {w.size}"
+    sizes = f"{'1 (fixed)' if fixed == 'better' else b.size} vs {'1 (fixed)' if fixed == 'worse' else w.size}"
     if min(x.size for x in seeded) < MIN_SEEDS:
         if fixed is None and max(b.size, w.size) < MIN_SEEDS:
             plan = f"no spread observed: run at least {MIN_SEEDS} seeds per row"
@@ -346,6 +344,6 @@ def compare(
     interval = f"{100 * (1 - 2 * (1 - level)):.4g}% interval {low:+.2f} to {high:+.2f}"
     bound = "" if kind == "greater" else f", margin {margin}"
     return Verdict(kind, verdict, test, diff, low, high, 1 - 2 * (1 - level), statistic, df, p_value, forward,
-                   reverse, margin, b.size, w.size, needed, _change(kind, verdict, margin, half, needed, on),
+                   reverse, margin, b.size, w.size, needed, _change(kind, margin, half, needed, on),
                    f"{verdict}: {test}: mean difference {diff:+.2f}, {interval}{bound}; t = {statistic:.2f}, "
                    f"df = {df:.1f}, p = {p_value:.3g}; {aso_note}; {sizes} seeds; alpha = {alpha}/{n_comparisons}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -19,6 +20,7 @@ from road_repro.report.verdicts import (
     aso_eps_min,
     compare,
     rule_text,
+    verdicts,
 )
 
 WORSE = [80.0, 80.4, 79.8, 80.2, 80.6]
@@ -172,3 +174,16 @@ def test_aso_equals_deepsig(a: list[float], b: list[float], confidence: float) -
     ours = aso_eps_min(a, b, confidence=confidence, n_boot=50, seed=3)
     theirs = deepsig.aso(a, b, confidence_level=confidence, num_bootstrap_iterations=50, seed=3, show_progress=False)
     assert ours == pytest.approx(theirs, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind, margin, fixed", [("greater", None, None), ("equal", 0.5, None), ("not_worse", 0.5, None),
+                                                 ("greater", None, "worse"), ("equal", 0.5, "worse")])
+def test_the_simulated_rule_is_compares_rule(kind: str, margin: float | None, fixed: str | None) -> None:
+    """``verdicts`` (what the calibration test simulates) gives ``compare``'s verdict on every table."""
+    rng = np.random.default_rng(11)
+    better = rng.normal(0.4, 0.4, (40, 4))
+    worse = np.full((40, 1), 0.0) if fixed else rng.normal(0.0, 0.4, (40, 3))
+    batch = verdicts(better, worse, kind=kind, margin=margin or 0.0, fixed=fixed, n_comparisons=2, n_boot=300)
+    single = [compare(b, w, kind=kind, margin=margin, fixed=fixed, n_comparisons=2, n_boot=300).verdict
+              for b, w in zip(better, worse)]
+    assert batch.tolist() == single and len(set(single)) > 1

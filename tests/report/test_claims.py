@@ -104,3 +104,23 @@ def test_table3_shows_both_readings_of_albert():
         assert claims.loc[text, "paper_diff"] == pytest.approx(-0.3)
         assert claims.loc[text, "paper_diff"] < -claims.loc[text, "margin"]
         assert claims.loc[table, "paper_diff"] == pytest.approx(0.3)
+
+
+def test_table6_ensemble_claims_get_a_verdict_and_ask_seeds_of_the_seeded_row_only():
+    """ROaD vs the 3-model ensemble (one number per task): a one-sample test, on SQuAD 2.0 and NewsQA."""
+    spec = load_table_spec("table6")
+    values = {("ROaD", "squad_v2"): [81.0, 81.4, 81.2], ("ensemble of 3 models", "squad_v2"): [79.0],
+              ("ROaD", "newsqa"): [60.0, 58.0, 62.5], ("ensemble of 3 models", "newsqa"): [60.5]}
+    frame = pd.DataFrame([
+        {"table": "T6", "row": 7 if method == "ROaD" else 5, "method": method, "paper_model": "ELECTRA-large",
+         "seed": s + 1, "metric": "f1", "value": v, "dataset": task, "split": "dev", "data_source": "x",
+         "profile": "smoke", "run_id": f"{method}{task}{s}"}
+        for (method, task), vs in values.items() for s, v in enumerate(vs)])
+    claims = evaluate_claims(frame, spec).set_index("claim")
+    squad = claims.loc["ROaD beats the 3-model ELECTRA-large ensemble"]
+    newsqa = claims.loc["ROaD beats the ensemble out of domain (NewsQA)"]
+    assert squad["verdict"] == "holds" and squad["n_worse"] == 1 and "fixed reference" in squad["test"]
+    assert newsqa["verdict"] == "inconclusive" and "on the seeded row" in newsqa["change"]
+    one_seed = evaluate_claims(frame[(frame["method"] != "ROaD") | (frame["seed"] == 1)], spec).set_index("claim")
+    few = one_seed.loc["ROaD beats the 3-model ELECTRA-large ensemble"]
+    assert few["verdict"] == "too few seeds" and few["n_better"] == 1 and "on the seeded row" in few["change"]

@@ -160,7 +160,7 @@ class MTLConfig:
     pass_step: int = 4
     draws: str = "with_replacement"
     seed: int = 1
-    seeds: list[int] = field(default_factory=list)  # several MTL runs per arm: finetuning seed i starts from run i mod k
+    seeds: list[int] = field(default_factory=list)  # several MTL runs per arm (see above); empty: one, ``seed``
     kd_temperature: float = 5.0
     kd_lam: float = 0.7
     teacher_epochs: float = 3.0

@@ -17,7 +17,8 @@ from road_repro.report.summary import paper_values
 from road_repro.report.verdicts import compare, describe_test
 
 CLAIM_COLUMNS = ["table", "claim", "kind", "better", "worse", "paper_model", "worse_paper_model", "dataset", "metric",
-                 "paper_diff", "n_better", "n_worse", "mean_better", "mean_worse", "mean_diff", "ci_low", "ci_high", "ci_level",
+                 "paper_diff", "n_better", "n_worse", "mean_better", "mean_worse", "mean_diff", "ci_low", "ci_high",
+                 "ci_level",
                  "eps_min", "eps_min_reverse", "verdict", "seeds_needed", "explanation", "runs_better", "runs_worse",
                  "profile", "test", "statistic", "df", "p_value", "margin", "margin_source", "conflict", "change"]
 

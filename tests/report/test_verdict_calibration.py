@@ -79,4 +79,5 @@ if __name__ == "__main__":  # the table of docs/verdicts.md
     for kind, fixed, diff in [("greater", None, 1.0), ("greater", None, 2.0), ("greater", "worse", 2.0),
                               ("not_worse", None, 0.0), ("equal", None, 0.0)]:
         print(f"power {kind} {'vs ensemble' if fixed else 'two rows'} diff {diff} sd:",
-              " ".join(f"n={n}: {100 * holds_rate(kind, diff, n, fixed, reps=4000, seed=1):.0f}%" for n in (2, 3, 5, 10)))
+              " ".join(f"n={n}: {100 * holds_rate(kind, diff, n, fixed, reps=4000, seed=1):.0f}%"
+                       for n in (2, 3, 5, 10)))

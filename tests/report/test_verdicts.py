@@ -176,8 +176,9 @@ def test_aso_equals_deepsig(a: list[float], b: list[float], confidence: float) -
     assert ours == pytest.approx(theirs, abs=1e-9)
 
 
-@pytest.mark.parametrize("kind, margin, fixed", [("greater", None, None), ("equal", 0.5, None), ("not_worse", 0.5, None),
-                                                 ("greater", None, "worse"), ("equal", 0.5, "worse")])
+@pytest.mark.parametrize("kind, margin, fixed", [("greater", None, None), ("equal", 0.5, None),
+                                                 ("not_worse", 0.5, None), ("greater", None, "worse"),
+                                                 ("equal", 0.5, "worse")])
 def test_the_simulated_rule_is_compares_rule(kind: str, margin: float | None, fixed: str | None) -> None:
     """``verdicts`` (what the calibration test simulates) gives ``compare``'s verdict on every table."""
     rng = np.random.default_rng(11)

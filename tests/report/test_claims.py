@@ -128,3 +128,19 @@ def test_table6_ensemble_claims_get_a_verdict_and_ask_seeds_of_the_seeded_row_on
     one_seed = evaluate_claims(frame[(frame["method"] != "ROaD") | (frame["seed"] == 1)], spec).set_index("claim")
     few = one_seed.loc["ROaD beats the 3-model ELECTRA-large ensemble"]
     assert few["verdict"] == "too few seeds" and few["n_better"] == 1 and "on the seeded row" in few["change"]
+
+
+@pytest.mark.parametrize("claim", [
+    "{claim: c, better: A, worse: B, kind: equal}",                                # no margin
+    "{claim: c, better: A, worse: B, kind: not_worse, margin: 0.1}",               # no reason for it
+    "{claim: c, better: A, worse: B, kind: not_worse, margin: 0, margin_source: x}",
+    "{claim: c, better: A, worse: B, margin: 0.1, margin_source: x}",              # "beats" has no margin
+])
+def test_a_claim_without_a_fitting_margin_is_named(tmp_path, claim):
+    from road_repro.errors import ConfigError
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("table: T5\ntitle: t\nevaluate: {squad_v2: [f1]}\nrows:\n  - {method: A}\n  - {method: B}\n"
+                    f"claims:\n  - {claim}\n")
+    with pytest.raises(ConfigError, match=r"claims\[0\] \((equal|not_worse|greater)\) needs margin > 0"):
+        load_table_spec(str(path))

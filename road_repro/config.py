@@ -4,7 +4,9 @@ Layers (as in the ELECTRA reference: defaults, then per scale, then per table, t
 
 1. the dataclass defaults below (the paper's Table 8 finetuning values where they apply),
 2. ``ablations/profiles/<profile>.yaml`` (``smoke``, ``mini``, ``paper``),
-3. the table spec's own ``profile_overrides`` and then the user's dotlist overrides.
+3. the table spec's own ``profile_overrides``, its ``scale_overrides`` for this profile (settings that only
+   make sense at one scale, e.g. ELECTRA's finetuning learning rate for real ELECTRA models), and then the
+   user's dotlist overrides.
 
 Unknown keys are errors (OmegaConf structured configs), and :func:`validate_profile` checks ranges and
 consistency before any compute starts, naming the offending setting.
@@ -151,6 +153,8 @@ class MTLConfig:
     ``datasets`` maps each MTL dataset to its training split; ROaD shares one head per task type, MT-DNN
     keeps one per dataset. These splits and caps are the MTL data even where a dataset's name is also a
     finetuning task's (``mnli``, ``qqp``): the task's own split and cap never leak into MTL.
+    ``seeds``: several MTL runs per arm (empty: one, ``seed``); finetuning seed ``i`` starts from MTL run
+    ``seeds[i mod k]``, so MTL variance enters the claim verdicts (each is a stage the plan counts).
     ``draws``: how a ROaD step's passes draw datasets, ``with_replacement`` (Algorithm 1's
     ``random(datasets)`` per pass, the default) or ``without_replacement`` (distinct datasets within a step).
     KD during MTL (paper 2.2, Table 4) uses ``kd_temperature`` and ``kd_lam`` (and ``distill.t2_scale``)
@@ -162,6 +166,7 @@ class MTLConfig:
     pass_step: int = 4
     draws: str = "with_replacement"
     seed: int = 1
+    seeds: list[int] = field(default_factory=list)  # several MTL runs per arm (see above); empty: one, ``seed``
     kd_temperature: float = 5.0
     kd_lam: float = 0.7
     teacher_epochs: float = 3.0
@@ -287,7 +292,9 @@ class ClaimSpec:
     """A claim of the paper or blog this table supports: row ``better`` beats row ``worse`` (``kind:
     greater``), the two are about equal (``equal``) or ``better`` is not worse (``not_worse``), on one task
     and metric. Rows are named by their ``method`` (and ``paper_model`` where the table has several models);
-    the paper's own difference is read from paper_tables.csv."""
+    the paper's own difference is read from paper_tables.csv. ``equal`` and ``not_worse`` need a ``margin``
+    (points) and ``margin_source`` (why that margin); ``conflict`` flags a claim that the source's own text
+    and table read two ways (the report shows both readings). The rule: road_repro/report/verdicts.py."""
 
     claim: str = MISSING  # the claim in words, as the paper or blog makes it
     better: str = MISSING
@@ -296,6 +303,10 @@ class ClaimSpec:
     metric: str = "f1"
     paper_model: str | None = None
     kind: str = "greater"
+    worse_paper_model: str | None = None  # the worse row's paper_model when it differs (ROaD vs DeBERTa-large)
+    margin: float | None = None
+    margin_source: str = ""
+    conflict: str = ""
 
 
 CLAIM_KINDS = ("greater", "equal", "not_worse")
@@ -312,6 +323,8 @@ class TableSpec:
     rows: list[RowSpec] = field(default_factory=list)
     claims: list[ClaimSpec] = field(default_factory=list)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
+    scale_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile name -> overrides at that scale
+    notes: list[str] = field(default_factory=list)  # what the page must say about how the table was run
 
     @property
     def metrics(self) -> list[str]:
@@ -434,14 +447,18 @@ def load_table_spec(name_or_path: str) -> TableSpec:
     duplicate_rows(spec, path)
     rows = {(r.method, r.paper_model) for r in spec.rows}
     for i, claim in enumerate(spec.claims):
-        for side in ("better", "worse"):
-            if (getattr(claim, side), claim.paper_model) not in rows:
+        for side, model in (("better", claim.paper_model), ("worse", claim.worse_paper_model or claim.paper_model)):
+            if (getattr(claim, side), model) not in rows:
                 raise ConfigError(f"{path}: claims[{i}].{side}={getattr(claim, side)!r} (paper_model "
-                                  f"{claim.paper_model!r}) is not a row of the table")
+                                  f"{model!r}) is not a row of the table")
         if claim.metric not in spec.evaluate.get(claim.dataset, []):
             raise ConfigError(f"{path}: claims[{i}] compares {claim.dataset} {claim.metric}, which the table does not evaluate")
         if claim.kind not in CLAIM_KINDS:
             raise ConfigError(f"{path}: claims[{i}].kind={claim.kind!r} is not one of {CLAIM_KINDS}")
+        if (claim.kind == "greater") != (claim.margin is None) or (claim.margin is not None and not (
+                claim.margin > 0 and claim.margin_source)):
+            raise ConfigError(f"{path}: claims[{i}] ({claim.kind}) needs margin > 0 and margin_source for equal / "
+                              f"not_worse and no margin for greater; got margin={claim.margin!r}")
     return spec
 
 
@@ -520,6 +537,8 @@ def load_profile(
     layers = [load_yaml(path, "profile")]
     if table is not None and table.profile_overrides:
         layers.append(OmegaConf.create(table.profile_overrides))
+    if table is not None and path.stem in table.scale_overrides:
+        layers.append(OmegaConf.create(table.scale_overrides[path.stem]))
     try:
         layers.append(OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as exc:
@@ -602,6 +621,8 @@ def profile_problems(p: ProfileConfig, table: TableSpec | None = None) -> list[s
             problems.append(f"{key}.layerwise_convention={optim.layerwise_convention!r} must be one of "
                             f"{', '.join(LAYERWISE_CONVENTIONS)}")
     d = p.distill
+    if len(set(p.mtl.seeds)) != len(p.mtl.seeds):
+        problems.append(f"mtl.seeds={p.mtl.seeds} has duplicates")
     if not p.seeds:
         problems.append("seeds must name at least one seed")
     elif not all(type(seed) is int for seed in p.seeds):  # OmegaConf lets a nested list through List[int]

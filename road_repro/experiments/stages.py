@@ -496,9 +496,10 @@ class Experiment:
         return self.store.run("predict", config, make, self._sources(source_task, task))
 
     def mtl(self, model_key: str, mode: str, pass_step: int | None = None, kd: bool = False,
-            steps_fraction: float = 1.0) -> Run:
-        """Multi-task pretraining on the profile's MTL datasets (ROaD or MT-DNN), optionally with KD."""
-        m = self.profile.mtl
+            steps_fraction: float = 1.0, seed: int | None = None) -> Run:
+        """Multi-task pretraining on the profile's MTL datasets (ROaD or MT-DNN), optionally with KD; ``seed``
+        (one of ``mtl.seeds``) instead of ``mtl.seed``."""
+        m = self.profile.mtl if seed is None else replace(self.profile.mtl, seed=seed)
         if not 0 < steps_fraction <= 1:
             raise ConfigError(f"mtl steps_fraction={steps_fraction} must lie in (0, 1]")
         m = replace(m, optim=replace(m.optim, steps=max(1, round(m.optim.steps * steps_fraction))))

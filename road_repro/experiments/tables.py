@@ -51,8 +51,14 @@ class TableRunner:
     def __init__(self, exp: Experiment, spec: TableSpec):
         self.exp, self.spec, self.p = exp, spec, exp.profile
 
-    def _init(self, model_key: str, mtl) -> Run | None:
-        return self.exp.mtl(model_key, mtl.mode, mtl.pass_step, mtl.kd, mtl.steps_fraction) if mtl else None
+    def _init(self, model_key: str, mtl, seed: int | None = None) -> Run | None:
+        """The MTL encoder the finetuning run of ``seed`` starts from: the one run of ``mtl.seed``, or with
+        ``mtl.seeds`` (several MTL runs per arm) the finetuning seeds take those runs in turn."""
+        if not mtl:
+            return None
+        runs = self.p.mtl.seeds
+        mtl_seed = runs[self.p.seeds.index(seed) % len(runs)] if runs and seed in self.p.seeds else None
+        return self.exp.mtl(model_key, mtl.mode, mtl.pass_step, mtl.kd, mtl.steps_fraction, seed=mtl_seed)
 
     def _objective(self, distill: str | None, label_smoothing: float = 0.0) -> Objective:
         d = self.p.distill
@@ -62,20 +68,22 @@ class TableRunner:
         """The teachers' seeds: the first ``distill.n_teachers`` (paper: 3), or only the first."""
         return self.p.seeds[: self.p.distill.n_teachers] if ensemble else self.p.seeds[:1]
 
-    def _teachers(self, row: RowSpec, task: str, model_key: str, init: Run | None) -> tuple[Run, ...]:
+    def _teachers(self, row: RowSpec, task: str, model_key: str) -> tuple[Run, ...]:
         """The row's teachers on ``task``: by default the same model and init at the first n_teachers seeds
         (Table 5: the teachers are the single-model runs); or ``row.teacher``'s model, init and seeds,
         themselves distilled when ``distilled_from`` says so (blog 4.2). All are shared cached stages."""
         t = row.teacher
         if t is None:
-            return tuple(self.exp.finetune(task, model_key, s, init=init) for s in self._seeds(True))
-        t_init = self._init(t.model, t.mtl)
+            return tuple(self.exp.finetune(task, model_key, s, init=self._init(model_key, row.mtl, s))
+                         for s in self._seeds(True))
         src = t.distilled_from
         if src is None:
-            return tuple(self.exp.finetune(task, t.model, s, init=t_init) for s in self._seeds(t.ensemble))
-        src_init = self._init(src.model, src.mtl)
-        sources = tuple(self.exp.finetune(task, src.model, s, init=src_init) for s in self._seeds(src.ensemble))
-        return tuple(self.exp.finetune(task, t.model, s, self._objective(src.distill), sources, t_init,
+            return tuple(self.exp.finetune(task, t.model, s, init=self._init(t.model, t.mtl, s))
+                         for s in self._seeds(t.ensemble))
+        sources = tuple(self.exp.finetune(task, src.model, s, init=self._init(src.model, src.mtl, s))
+                        for s in self._seeds(src.ensemble))
+        return tuple(self.exp.finetune(task, t.model, s, self._objective(src.distill), sources,
+                                       self._init(t.model, t.mtl, s),
                                        teacher_model=src.model if src.model != t.model else None)
                      for s in self._seeds(t.ensemble))
 
@@ -92,7 +100,6 @@ class TableRunner:
         if row.recipe == "published":
             return []
         model_key = row.model or self.spec.model
-        init = self._init(model_key, row.mtl)
         objective = self._objective(row.distill, row.label_smoothing)
         teacher_model = row.teacher.model if row.teacher and row.teacher.model != model_key else None
         records: list[dict[str, Any]] = []
@@ -100,14 +107,15 @@ class TableRunner:
             source = self.p.tasks[task].predict_with
             train_task = source or task
             if row.recipe == "ensemble":
-                members = self._teachers(row, train_task, model_key, init)
+                members = self._teachers(row, train_task, model_key)
                 if source:  # e.g. NewsQA: each member's predictions through the SQuAD 2.0 model
                     members = tuple(self.exp.predict(m, source, task, model_key) for m in members)
                 records += self._tidy(row_no, row, task, None, self.exp.ensemble(task, model_key, members))
                 continue
-            teachers = self._teachers(row, train_task, model_key, init) if row.distill or row.hidden else ()
+            teachers = self._teachers(row, train_task, model_key) if row.distill or row.hidden else ()
             for seed in self.p.seeds:
-                run = self.exp.finetune(train_task, model_key, seed, objective, teachers, init,
+                run = self.exp.finetune(train_task, model_key, seed, objective, teachers,
+                                        self._init(model_key, row.mtl, seed),
                                         teacher_model=teacher_model, hidden=row.hidden, augment=row.augment)
                 if source:
                     run = self.exp.predict(run, source, task, model_key)

@@ -71,19 +71,41 @@ def _compute(meta: dict) -> str:
 
 
 def _claims(folder: Path, name: str) -> list[dict]:
+    """The table's claims as the page shows them: the test, n per row, statistic and p, eps_min, margin."""
     path = folder / f"{name}_claims.csv"
     if not path.is_file():
         return []
     out = []
-    for c in pd.read_csv(path).to_dict("records"):
-        has = pd.notna(c.get("mean_diff"))
-        c["ours"] = f"{c['mean_diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]" if has else "–"
+    for c in pd.read_csv(path, keep_default_na=False, na_values=[""]).to_dict("records"):
+        has = pd.notna(c.get("ci_low"))
+        c["ours"] = (f"{c['mean_diff']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] ({100 * c['ci_level']:.4g}%)"
+                     if has else f"{c['mean_diff']:+.2f}" if pd.notna(c.get("mean_diff")) else "–")
         c["eps"] = f"{c['eps_min']:.2f} / {c['eps_min_reverse']:.2f}" if has and pd.notna(c["eps_min"]) else "–"
+        c["stat"] = (f"t = {c['statistic']:.2f}, df = {c['df']:.1f}, p = {c['p_value']:.3g}"
+                     if has and pd.notna(c.get("statistic")) else "–")
+        c["margin"] = f"±{c['margin']:g}" if pd.notna(c.get("margin")) else "0 (beats)"
         c["paper_diff"] = f"{c['paper_diff']:+.2f}" if pd.notna(c["paper_diff"]) else "–"
         c["seeds_needed"] = int(c["seeds_needed"]) if pd.notna(c.get("seeds_needed")) else "–"
+        for key in ("test", "change", "conflict", "margin_source", "worse_paper_model"):
+            c[key] = c[key] if isinstance(c.get(key), str) else ""
         c["css"] = str(c["verdict"]).replace(" ", "-")
         out.append(c)
     return out
+
+
+def table_notes(spec, profile: dict) -> list[str]:
+    """What the page says about how the table was run: the spec's notes and, where a row runs MTL, how many
+    MTL runs each arm has (the verdicts cover MTL variance only with several)."""
+    notes = list(spec.notes)
+    if any(row.mtl or (row.teacher and row.teacher.mtl) for row in spec.rows):
+        mtl = profile.get("mtl") or {}
+        runs = mtl.get("seeds") or []
+        notes.append(f"MTL: {len(runs)} MTL runs per arm (mtl.seeds = {runs}); finetuning seed i starts from MTL "
+                     "run i mod k, so MTL variance enters the verdicts." if len(runs) > 1 else
+                     f"MTL: each arm's MTL stage is one run (mtl.seed = {mtl.get('seed', 1)}), shared by all its "
+                     "finetuning seeds, so the verdicts cover finetuning noise only, not MTL variance (mtl.seeds "
+                     "runs several).")
+    return notes
 
 
 def _runs_table(frame: pd.DataFrame, report_dir: Path) -> str:
@@ -152,6 +174,7 @@ def _table_context(folder: Path, meta: dict, report_dir: Path) -> dict:
         "summary": summary.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}", na_rep="–"),
         "profile": meta["profile"], "settings": settings_line(meta["profile"]), "claims": claims,
         "runs": _runs_table(frame, report_dir), "notebook": _notebook(folder, name, report_dir),
+        "notes": table_notes(load_table_spec(name), meta["profile"]),
         "status": _status(meta, frame), "compute": _compute(meta), "git": meta["provenance"].get("git", "?")[:12],
         "page": f"{name}.html",
         "counts": {"holds": verdicts.count("holds"), "reversed": verdicts.count("reversed"),

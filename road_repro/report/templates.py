@@ -19,6 +19,7 @@ BASE = """<!doctype html>
  .inconclusive, .too-few-seeds { color: #8a6d00; font-weight: 600; }
  .holds, .reversed, .inconclusive, .too-few-seeds { white-space: nowrap; }
  .not-run { color: #777; }
+ .conflict { color: #b05a00; font-weight: 600; }
  details.floor summary { cursor: pointer; }
  img { max-width: 100%; border: 1px solid #ddd; }
 </style></head><body>
@@ -56,11 +57,16 @@ TABLE = """<h1>{{ t.table }} — {{ t.title }}</h1>
 <h2>The printed table beside ours</h2>
 {{ t.wide | safe }}
 <h2>Claims{% if smoke %} (pipeline check: tiny models on synthetic data){% endif %}</h2>
-{% if t.claims %}<table><tr><th>claim</th><th>task, metric</th><th>paper difference</th><th>ours: mean difference [CI]</th>
-<th>ε<sub>min</sub> (A&gt;B / B&gt;A)</th><th>n</th><th>verdict</th><th>seeds needed</th></tr>
-{% for c in t.claims %}<tr><td>{{ c.claim }}<br><span class="prov">A = {{ c.better }}; B = {{ c.worse }}</span></td>
-<td>{{ c.dataset }} {{ c.metric }}</td><td>{{ c.paper_diff }}</td><td>{{ c.ours }}</td><td>{{ c.eps }}</td>
-<td>{{ c.n_better }} / {{ c.n_worse }}</td><td class="{{ c.css }}">{{ c.verdict }}</td><td>{{ c.seeds_needed }}</td></tr>
+{% for note in t.notes %}<p class="prov"><b>Note:</b> {{ note }}</p>{% endfor %}
+{% if t.claims %}<table><tr><th>claim</th><th>task, metric</th><th>paper difference</th><th>test</th><th>n (A / B)</th>
+<th>ours: mean difference [interval]</th><th>statistic</th><th>ε<sub>min</sub> (A&gt;B / B&gt;A)</th><th>margin</th>
+<th>verdict</th><th>what would change it</th><th>seeds needed</th></tr>
+{% for c in t.claims %}<tr><td>{{ c.claim }}{% if c.conflict %}<br><span class="conflict">⚑ {{ c.conflict }}</span>{% endif %}
+<br><span class="prov">A = {{ c.better }}; B = {{ c.worse }}{% if c.worse_paper_model %} ({{ c.worse_paper_model }}){% endif %}</span></td>
+<td>{{ c.dataset }} {{ c.metric }}</td><td>{{ c.paper_diff }}</td><td>{{ c.test }}</td><td>{{ c.n_better }} / {{ c.n_worse }}</td>
+<td>{{ c.ours }}</td><td>{{ c.stat }}</td><td>{{ c.eps }}</td>
+<td>{{ c.margin }}{% if c.margin_source %}<br><span class="prov">{{ c.margin_source }}</span>{% endif %}</td>
+<td class="{{ c.css }}">{{ c.verdict }}</td><td class="prov">{{ c.change }}</td><td>{{ c.seeds_needed }}</td></tr>
 {% endfor %}</table><p class="prov">{{ rule }}</p>{% else %}<p>No claims.</p>{% endif %}
 <h2>Per seed</h2>
 <p><img alt="{{ t.table }} plot" src="data:image/png;base64,{{ t.png }}"></p>

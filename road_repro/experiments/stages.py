@@ -232,7 +232,7 @@ class Experiment:
             model, step_source, loss_fn or (lambda out, p, prog: pass_losses(objective, out, p.batch, prog)), steps, optim,
             num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
             checkpoint_dir=path / CHECKPOINTS, checkpoint_every=self.profile.runtime.checkpoint_every,
-            progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
+            progress=self.progress, desc=desc, compile=self.profile.runtime.compile, train_log=path / "train_log.csv",
         )
         atomic_write_json(path / "train_log.json", result.log)
         atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))
@@ -308,6 +308,7 @@ class Experiment:
                 num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
                 checkpoint_dir=checkpoints, checkpoint_every=self.profile.runtime.checkpoint_every,
                 progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
+                train_log=checkpoints.parent.parent / f"train_log_{checkpoints.name}.csv",  # one per phase
             ).log
 
         def make(path: Path) -> dict[str, Any]:

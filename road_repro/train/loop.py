@@ -36,10 +36,10 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
+from road_repro.log import progress as tqdm
 from road_repro.train.checkpoint import load_latest, save_checkpoint, set_rng_state
 from road_repro.train.distributed import (
     DistInfo,
@@ -55,6 +55,7 @@ from road_repro.train.distributed import (
     torchrun_env,
 )
 from road_repro.train.optim import build_optimizer
+from road_repro.train.train_log import open_train_log
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -292,8 +293,11 @@ def train(
     progress: bool = True,
     desc: str = "train",
     compile: bool = False,
+    train_log: Path | None = None,
 ) -> TrainResult:
     """Train for ``total_steps`` optimizer steps, resuming from ``checkpoint_dir`` if it holds a checkpoint.
+
+    ``train_log``: a ``train_log.csv`` to append each step's row to as it trains (:mod:`road_repro.train.train_log`).
 
     Under torchrun every rank calls this with the same arguments; ``model`` ends with the same weights on
     every rank and the returned log holds global (all-rank) means.
@@ -310,7 +314,7 @@ def train(
     runner.train()
     bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
                total=total_steps)
-    with stop_on_sigterm() as stop:
+    with stop_on_sigterm() as stop, open_train_log(train_log, start, info.is_main) as csv_log:
         for step in bar:
             passes = step_source(step)
             _check_passes(passes, step, info)
@@ -333,6 +337,8 @@ def train(
                 scheduler.step()
             row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
             result.log.append(row)
+            if csv_log is not None:
+                csv_log.write(row, [p.dataset for p in passes], sum(batch_rows(p.batch) for p in passes))
             bar.set_postfix(loss=f"{sums['total']:.4f}")
             done = step + 1
             if checkpoint_dir is not None and (

@@ -314,7 +314,7 @@ def train(
     runner.train()
     bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
                total=total_steps)
-    with stop_on_sigterm() as stop, open_train_log(train_log, start, info.is_main) as csv_log:
+    with stop_on_sigterm() as stop, open_train_log(train_log, start, info.is_main, result.log) as csv_log:
         for step in bar:
             passes = step_source(step)
             _check_passes(passes, step, info)

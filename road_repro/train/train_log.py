@@ -55,9 +55,15 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return [r for r in rows if r.get("step", "").isdigit()]
 
 
-def _keep_until(path: Path, step: int) -> None:
-    """Rewrite ``path`` with only its rows up to ``step`` (no file, or ``step`` 0: an empty log with a header)."""
-    rows = [r for r in read_rows(path) if int(r["step"]) <= step] if step else []
+def _keep_until(path: Path, step: int, history: Sequence[dict[str, float]]) -> None:
+    """Rewrite ``path`` with only its rows up to ``step`` (``step`` 0: an empty log with a header).
+
+    If the file does not hold every step up to ``step`` (lost, or from another run), the rows come from
+    ``history``, the loop's log restored from the checkpoint (without the datasets and rate columns).
+    """
+    rows: list[dict[str, Any]] = [r for r in read_rows(path) if int(r["step"]) <= step] if step else []
+    if [int(r["step"]) for r in rows] != list(range(1, step + 1)):
+        rows = [{ALIASES.get(k, k): v for k, v in r.items()} for r in history if int(r["step"]) <= step]
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
@@ -69,10 +75,14 @@ def _keep_until(path: Path, step: int) -> None:
 class TrainLog:
     """Appends one row per step to ``train_log.csv`` (and TensorBoard); see the module docstring."""
 
-    def __init__(self, path: Path, start_step: int, tensorboard: bool = True):
+    def __init__(self, path: Path, start_step: int, history: Sequence[dict[str, float]] = (),
+                 tensorboard: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _keep_until(self.path, start_step)
+        _keep_until(self.path, start_step, history)
+        if not start_step:  # a fresh start: no events of an earlier attempt
+            for old in (self.path.parent / "tensorboard").glob("events.out.tfevents.*"):
+                old.unlink()
         self._fh = self.path.open("a", newline="")
         self._csv = csv.DictWriter(self._fh, COLUMNS, extrasaction="ignore")
         self._tb = _tensorboard_writer(self.path.parent / "tensorboard", start_step) if tensorboard else None
@@ -109,9 +119,10 @@ class TrainLog:
 
 
 @contextlib.contextmanager
-def open_train_log(path: Path | None, start_step: int, main: bool) -> Iterator[TrainLog | None]:
+def open_train_log(path: Path | None, start_step: int, main: bool,
+                   history: Sequence[dict[str, float]] = ()) -> Iterator[TrainLog | None]:
     """A :class:`TrainLog` on the main rank when ``path`` is given, else None; flushed and closed on exit."""
-    log = TrainLog(path, start_step) if path is not None and main else None
+    log = TrainLog(path, start_step, history) if path is not None and main else None
     try:
         yield log
     finally:

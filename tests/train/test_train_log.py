@@ -87,3 +87,17 @@ def test_tensorboard_events_are_written_when_installed(tmp_path):
     log.write({"step": 1, "total": 1.0, "lr": 0.1, "grad_norm": 2.0}, ["d"], 4)
     log.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_lost_log_is_rebuilt_from_the_checkpoints_history_on_resume(tmp_path):
+    log_path, ckpt = tmp_path / "train_log.csv", tmp_path / "ckpt"
+    step_source = lambda s: [Pass("mrc", "d", span_batch(4, seed=s))]  # noqa: E731
+    first = train(tiny_model(), step_source, ce, 3, CFG, num_layers=2, device=CPU, progress=False, checkpoint_dir=ckpt,
+                  train_log=log_path).log
+    log_path.unlink()
+    train(tiny_model(), step_source, ce, 5, CFG, num_layers=2, device=CPU, progress=False, checkpoint_dir=ckpt,
+          train_log=log_path)
+    rows = _rows(log_path)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [float(r["total"]) for r in rows[:3]] == pytest.approx([r["total"] for r in first])
+    assert rows[0]["datasets"] == "" and rows[3]["datasets"] == "d"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Sequence
 
 from tqdm.auto import tqdm as auto_tqdm
 from tqdm.std import tqdm as std_tqdm
@@ -83,3 +83,19 @@ def progress(iterable: Iterable | None = None, **kwargs: Any) -> std_tqdm:
     if interactive(kwargs.get("file")):
         return auto_tqdm(iterable, **kwargs)
     return PlainProgress(iterable, **kwargs)
+
+
+def plain_table(headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()) -> str:
+    """A fixed-width text table: every column as wide as its widest cell, nothing cut, whatever the terminal.
+
+    For output that may go to a file, a pipe or a narrow terminal, where a box-drawn table that fits itself
+    to the width squeezes cells to ``…``. ``right``: the columns to right-align (numbers).
+    """
+    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    align = set(right)
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in align else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])

@@ -143,17 +143,17 @@ def status_text(output_dir: Path, profile: str, runs_dir: Path | None = None, no
     planned_hours = sum(s.info.get("gpu_hours", 0.0) for s in timed)
     if timed and planned_hours > 0:
         rate = sum(s.seconds for s in timed) / planned_hours  # seconds per planned GPU-hour, measured
-        basis = f"measured on the {len(timed)} stages finished in this run"
+        basis = f"rate measured on the {len(timed)} stage(s) finished in this run"
     else:
         rate = 3600.0
-        basis = "the plan's estimate (nothing finished in this run yet), on one GPU"
+        basis = "rate: the plan's estimate on one GPU; nothing finished in this run yet"
     unit = plan.get("throughput", {}).get("unit", "GPU-h")
     if not counts["running"] + counts["stopped"] + counts["to do"]:
         lines.append(f"finished: every stage is done; elapsed {_duration(elapsed)}")
     else:
         state = "running" if active else "not running (stopped or not started: `road-repro run` resumes it)"
         lines.append(f"{state}; elapsed {_duration(elapsed)}; left: {left_hours:.3g} {unit} of the plan, "
-                     f"ETA {_duration(left_hours * rate)} at {basis}")
+                     f"ETA {_duration(left_hours * rate)} ({basis})")
     return "\n".join(lines)
 
 

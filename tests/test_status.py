@@ -13,7 +13,7 @@ from road_repro.errors import ConfigError
 from road_repro.status import status_text
 from road_repro.train.train_log import COLUMNS
 
-NOW = time.time()
+NOW = float(int(time.time()))  # whole seconds, as config.json's started
 PLAN_STARTED = NOW - 3600
 
 
@@ -71,7 +71,7 @@ def test_states_per_table_running_stage_and_eta(results):
     assert any(line.startswith("stopped: finetune finetune-2") and "no training step" in line for line in lines)
     # left: 2 x (1 - 0.3) + 2 + 2 = 5.4 planned GPU-h; measured 600 s per planned GPU-h -> 3240 s = 54m00s
     assert "elapsed 60m00s" in lines[-1] or "elapsed 1h00m" in lines[-1]
-    assert "left: 5.4 V100-h" in lines[-1] and "ETA 54m00s" in lines[-1] and "measured on the 1 stages" in lines[-1]
+    assert "left: 5.4 V100-h" in lines[-1] and "ETA 54m00s" in lines[-1] and "rate measured on the 1 stage(s)" in lines[-1]
 
 
 def test_reads_only(results):

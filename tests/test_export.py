@@ -126,3 +126,30 @@ def test_only_finished_finetuning_runs_export(experiment, tmp_path):
     done = subprocess.run([sys.executable, "-m", "road_repro", "export", "no-such-run", "--out", str(tmp_path / "x"),
                            "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 2 and "not a finished run" in done.stderr
+
+
+@pytest.mark.shared_data
+def test_a_minilm_run_of_the_real_model_path_exports_exactly(shared_data, tmp_path):
+    """The packaged MiniLM-L6 on real SQuAD 2.0 and MNLI files (tests/profiles/mini_ci.yaml, 2 steps): the QA
+    folder answers as the suite does, the classification folder (BERT weights as ELECTRA) gives its logits."""
+    from tests.experiments.test_real_model_path import PROFILE, make_data_dir
+
+    data_dir = make_data_dir(shared_data, tmp_path / "data")
+    exp = Experiment(load_profile(str(PROFILE), [f"data_dir={data_dir}", "runtime.progress=false"]),
+                     tmp_path / "runs", progress=False)
+    qa = exp.finetune("squad_v2", "large", seed=1)
+    out = export_run(qa.path, tmp_path / "qa")
+    meta = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
+    ours = json.loads((qa.path / "predictions.json").read_text())
+    examples = exp.examples(exp.task_config("squad_v2").dev)
+    assert _hf_answers(out, examples, exp.profile.features) == {e.id: ours[e.id] for e in examples}
+
+    cls = exp.finetune("mnli", "large", seed=1)
+    out = export_run(cls.path, tmp_path / "cls")
+    pipe = _pipeline("text-classification", out)
+    examples = exp.examples(exp.task_config("mnli").dev)
+    outputs = pipe([{"text": e.text_a, "text_pair": e.text_b} for e in examples], top_k=None, function_to_apply="none")
+    labels = pipe.model.config.id2label
+    theirs = torch.tensor([[next(s["score"] for s in o if s["label"] == labels[i]) for i in range(3)] for o in outputs])
+    torch.testing.assert_close(theirs, load_file(str(cls.path / "dev_logits.safetensors"))["logits"], rtol=1e-4, atol=1e-4)

@@ -344,6 +344,8 @@ def train(
             if checkpoint_dir is not None and (
                 done == total_steps or (checkpoint_every and done % checkpoint_every == 0) or stopping
             ):
+                if csv_log is not None:  # the log holds every step the checkpoint has
+                    csv_log.flush()
                 _checkpoint(checkpoint_dir, done, model, optimizer, scheduler, scaler, result, info)
             if stopping and done < total_steps:
                 raise TrainingInterrupted(f"SIGTERM after step {done} of {total_steps}; checkpoint saved in {checkpoint_dir}")

@@ -341,6 +341,17 @@ def test_each_table_page_shows_its_verdicts(site, results):
         assert curves["src"].startswith("data:") and curves["drawn"] and 0 < curves["width"] <= 1100
 
 
+def test_every_training_run_logged_every_step(results):
+    """Each run that trained (a train_log.json) has its train_log*.csv, one row per step (issue 20)."""
+    from road_repro.train.train_log import read_rows
+
+    trained = [run for run in (results / "runs").iterdir() if (run / "train_log.json").is_file()]
+    assert any(r.name.startswith("finetune-") for r in trained) and any(r.name.startswith("mtl-") for r in trained)
+    for run in trained:
+        rows = [row for csv_path in sorted(run.glob("train_log*.csv")) for row in read_rows(csv_path)]
+        assert len(rows) == len(json.loads((run / "train_log.json").read_text())), run.name
+
+
 def _full_page_png(driver, url: str) -> bytes:
     """The whole page, not only the window (Chromium's DevTools protocol), at the window's width."""
     driver.get(url)

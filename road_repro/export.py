@@ -144,8 +144,10 @@ def _recipe(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_card(run_id: str, run: dict[str, Any], metrics: dict[str, Any], kind: str | int, labels: Sequence[str] | None,
-               recipe: dict[str, Any]) -> str:
-    """README.md: YAML metadata (base model, datasets, dev metrics, license) then the recipe and how to load it."""
+               recipe: dict[str, Any], encoder_type: str) -> str:
+    """README.md: YAML metadata (base model, datasets, dev metrics, license) then the recipe and how to load it.
+
+    ``encoder_type``: the trained encoder's ``model_type`` (a ``bert`` classifier is stored in ELECTRA's format)."""
     cfg = run["config"]
     model = cfg["model"]
     base = BASE_HUB_IDS.get(model.get("name_or_path") or "", model.get("name_or_path")) or None
@@ -193,7 +195,7 @@ def model_card(run_id: str, run: dict[str, Any], metrics: dict[str, Any], kind: 
     ]
     if labels:
         lines += ["## Labels", "", ", ".join(f"{i} = {name}" for i, name in enumerate(labels)), ""]
-    if kind != "span" and (model.get("name_or_path") is None or "electra" not in (model.get("name_or_path") or "")):
+    if encoder_type == "bert" and kind != "span":
         lines += ["The encoder is BERT-shaped; it is stored as `ElectraForSequenceClassification` because the suite's "
                   "classification head (dense, GELU, out_proj on the first token) is ELECTRA's, and ELECTRA's encoder "
                   "is BERT's weight for weight, so the function is exactly the trained one.", ""]
@@ -251,7 +253,8 @@ def export_run(run_dir: Path, out: Path) -> Path:
     tokenizer.model_max_length = features.max_seq_length if kind == "span" else features.max_pair_length
     tokenizer.save_pretrained(out)
     metrics = _read_json(run_dir / "metrics.json")
-    (out / "README.md").write_text(model_card(run_dir.name, run, metrics, kind, labels, _recipe(run_dir, cfg)))
+    (out / "README.md").write_text(model_card(run_dir.name, run, metrics, kind, labels, _recipe(run_dir, cfg),
+                                                model.encoder.config.model_type))
     (out / "road_repro_run.json").write_text(json.dumps({"run_id": run_dir.name, **run, "metrics": metrics}, indent=1))
     return out
 

@@ -1,5 +1,6 @@
-"""``road-repro export``: a finished smoke run as a Hugging Face folder that ``transformers.pipeline`` loads
-offline, without this suite, and that predicts exactly what the suite predicted on the dev split."""
+"""``road-repro export``: a finished run as a Hugging Face folder that ``transformers`` loads offline, without
+this suite (``pipeline("text-classification")``; transformers 5 has no question-answering pipeline, so span QA
+loads through ``AutoModelForQuestionAnswering``), and that predicts exactly what the suite predicted on dev."""
 
 import json
 import subprocess
@@ -93,6 +94,7 @@ def test_classification_export_gives_the_suites_logits_and_labels(experiment, tm
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["ElectraForSequenceClassification"]
     assert config["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
+    assert "stored as `ElectraForSequenceClassification`" in (out / "README.md").read_text()
     pipe = _pipeline("text-classification", out)
     examples = experiment.examples(experiment.task_config("mnli").dev)
     outputs = pipe([{"text": e.text_a, "text_pair": e.text_b} for e in examples], top_k=None, function_to_apply="none")

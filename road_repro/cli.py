@@ -10,6 +10,7 @@ computes the same thing:
     status   how far a running or stopped run is, and when it will end (road_repro/status.py)
     export   a finished run as a Hugging Face model folder with a model card (road_repro/export.py)
     bench    speed and memory benchmarks (make bench / python -m benchmarks.run_all)
+    completion  a bash completion script: ``source <(road-repro completion)``
 
 ``road-repro SUBCOMMAND --help`` says more. Bad settings or data exit with status 2 and a one-line error.
 """
@@ -113,6 +114,33 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def bash_completion(top: argparse.ArgumentParser) -> str:
+    """A bash completion script for ``road-repro``: subcommands, their options, table names, profiles."""
+    subs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
+    cases = []
+    for name, sub in subs.items():
+        words = [o for a in sub._actions for o in a.option_strings]
+        if name in ("run", "plan", "check"):
+            words += ALL_TABLES
+        cases.append(f'    {name}) words="{" ".join(words)}";;')
+    return "\n".join([
+        "# road-repro bash completion: source <(road-repro completion)",
+        "_road_repro() {",
+        '  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} words',
+        f'  if [ "$COMP_CWORD" -eq 1 ]; then COMPREPLY=($(compgen -W "{" ".join(subs)}" -- "$cur")); return; fi',
+        '  if [ "$prev" = "--profile" ]; then COMPREPLY=($(compgen -W "smoke mini paper" -- "$cur")); return; fi',
+        '  case ${COMP_WORDS[1]} in', *cases, '    *) words="";;', "  esac",
+        '  COMPREPLY=($(compgen -W "$words" -- "$cur"))',
+        "}",
+        "complete -o default -F _road_repro road-repro",
+    ]) + "\n"
+
+
+def _completion(args: argparse.Namespace) -> int:
+    print(bash_completion(parser()), end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="road-repro", description="The ROaD reproduction suite (also: python -m road_repro).",
                                   epilog="Subcommand help: road-repro SUBCOMMAND --help. Documentation: README.md, docs/.")
@@ -125,6 +153,7 @@ def parser() -> argparse.ArgumentParser:
         "status": ("stages done / running / to do per table, the running stage's step and loss, ETA", _status),
         "export": ("write a finished run as a Hugging Face model folder (weights, tokenizer, model card)", _export),
         "bench": ("speed and memory benchmarks against the Hugging Face Trainer", _bench),
+        "completion": ("print a bash completion script: source <(road-repro completion)", _completion),
     }
     subs = {name: sub.add_parser(name, help=text, description=text) for name, (text, _) in commands.items()}
     for name, (_, fn) in commands.items():

@@ -60,3 +60,20 @@ def test_plan_writes_the_plan_that_status_reads(tmp_path, capsys):
 def test_report_on_an_empty_results_folder(tmp_path, capsys):
     assert cli.main(["report", "--output-dir", str(tmp_path)]) == 0
     assert (tmp_path / "smoke" / "report" / "index.html").is_file()
+
+
+def test_bash_completion_completes_subcommands_options_and_tables(tmp_path, capsys):
+    assert cli.main(["completion"]) == 0
+    script = tmp_path / "road-repro.bash"
+    script.write_text(capsys.readouterr().out)
+
+    def complete(*words):
+        cmd = (f"source {script}; COMP_WORDS=(road-repro {' '.join(words)}); COMP_CWORD={len(words)}; "
+               "_road_repro; echo ${COMPREPLY[@]}")
+        return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout.split()
+
+    assert complete("st") == ["status"]
+    assert complete("run", "--pro") == ["--profile"]
+    assert complete("run", "--profile", "p") == ["paper"]
+    assert complete("plan", "table") == ["table2", "table3", "table4", "table5", "table6", "table7"]
+    assert complete("export", "--push") == ["--push-to-hub"]

@@ -116,6 +116,10 @@ def status_text(output_dir: Path, profile: str, runs_dir: Path | None = None, no
     lines = [f"{profile} scale: {len(stages)} stages of {len(order)} tables (plan of "
              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {plan.get('mode', 'plan')}): "
              + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    planned = sum(bool(info.get("planned_id")) for info in plan.get("stages", {}).values())
+    if planned:
+        lines.append(f"note: a dry run's plan: {planned} stages have planned ids (their data or models were not on "
+                     "disk), so they show as to do; `road-repro run` writes the plan with the real ids")
     rows = []
     for table in order:
         ids = plan["tables"][table]["stages"]

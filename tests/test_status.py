@@ -97,3 +97,11 @@ def test_the_cli_prints_the_status(results):
     done = subprocess.run([sys.executable, "-m", "road_repro", "status", "--output-dir", str(results)],
                           capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert "table_b" in done.stdout and "ETA" in done.stdout
+
+
+def test_a_dry_runs_planned_ids_are_pointed_out(results):
+    plan_path = results / "smoke" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["stages"]["finetune-3"]["planned_id"] = True
+    plan_path.write_text(json.dumps(plan))
+    assert "1 stages have planned ids" in status_text(results, "smoke", now=NOW)

@@ -53,6 +53,7 @@ from road_repro.data.synthetic import synthetic_squad
 from road_repro.data.synthetic_tasks import synthetic_nli
 from road_repro.errors import ConfigError, DataError
 from road_repro.io import atomic_write_csv
+from road_repro.log import plain_table
 from road_repro.models.encoder import TINY_PRESETS, load_tokenizer
 from road_repro.models.model import HeadKinds, RoadModel, build_model
 from road_repro.train.loop import MODEL_INPUTS, LossFn, Pass, StepSource, resolve_device, resolve_precision, train
@@ -60,8 +61,6 @@ from road_repro.train.loop import MODEL_INPUTS, LossFn, Pass, StepSource, resolv
 #: Environment variable naming the real-data folder (as in the tests); else ``<repo>/../shared/data``.
 SHARED_DATA_ENV = "ROAD_SHARED_DATA"
 DATA_CHOICES = ("auto", "synthetic", "shared")
-#: Minimum width of the printed tables (rich would squeeze them to 80 columns when output is piped).
-TABLE_WIDTH = 150
 #: Encoder inputs whose second dimension is the sequence (trimmed together by :func:`trim_padding`).
 SEQUENCE_KEYS = (
     "input_ids", "attention_mask", "token_type_ids", "offsets", "teacher_start_logits", "teacher_end_logits",
@@ -560,10 +559,21 @@ def _cell(value: Any) -> str:
 
 
 def print_table(title: str, frame: pd.DataFrame, columns: Sequence[str], console: Console | None = None) -> None:
-    """A compact rich table of ``columns`` of ``frame`` (never narrower than its headers, even when piped)."""
+    """``columns`` of ``frame`` under ``title``: a rich table on a terminal wide enough to show every cell in
+    full; otherwise (a log file, a pipe, a narrow terminal) plain fixed-width text, so no column is ever
+    squeezed to ``…``."""
+    console = console or Console()
+    cells = [[_cell(row[c]) for c in columns] for _, row in frame.iterrows()]
+    right = [i for i, c in enumerate(columns) if frame[c].dtype != object]
+    text = plain_table(columns, cells, right=right)
+    needed = max(len(line) for line in text.splitlines()) + 3 * len(columns) + 1  # rich's borders and padding
+    if not console.is_terminal or needed > console.width:
+        console.file.write(f"{title}\n{text}\n\n")
+        console.file.flush()
+        return
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, justify="left" if frame[column].dtype == object else "right", no_wrap=True)
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(row[c]) for c in columns))
-    (console or Console(width=max(Console().width, TABLE_WIDTH))).print(table)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="right" if i in right else "left", no_wrap=True)
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)

@@ -61,7 +61,7 @@ from road_repro.data.features import FEATURES_VERSION, pair_features, qa_windows
 from road_repro.data.schema import Answer, ClassificationExample, QAExample
 from road_repro.errors import ConfigError, DataError
 from road_repro.io import atomic_write_json
-from road_repro.log import console
+from road_repro.log import console, interactive
 
 #: Layout version of a store folder (the manifest's format and column set).
 STORE_VERSION = 1
@@ -390,7 +390,7 @@ class FeatureStore:
         types = "token_type_ids" in probe and any(probe["token_type_ids"])
         if spec.max_seq_length > np.iinfo(np.int16).max:
             raise ConfigError(f"{what}: max_seq_length={spec.max_seq_length} is too long for the feature store")
-        if not self.progress:
+        if not self.progress or not interactive():  # datasets' bars redraw with \r: none in a log file
             datasets.disable_progress_bars()
         source = _source_table(examples)
         dataset = source.map(

@@ -29,6 +29,8 @@ from road_repro.train.checkpoint import sha256_file
 from road_repro.train.distributed import all_gather_objects, barrier, is_main
 
 CHECKPOINTS = "checkpoints"
+#: What a restarted run keeps (besides its ``train_log*.csv``): checkpoints to resume from, TensorBoard events.
+KEEP_TO_RESUME = (CHECKPOINTS, "tensorboard")
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -209,7 +211,7 @@ class RunStore:
                           f" again: {stale}" + ("; resuming from its checkpoints" if resumable else ""))
                 if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
                     for child in path.iterdir():
-                        if child.name != CHECKPOINTS:
+                        if child.name not in KEEP_TO_RESUME and not child.name.startswith("train_log"):
                             shutil.rmtree(child) if child.is_dir() else child.unlink()
                 path.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),

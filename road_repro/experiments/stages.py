@@ -236,6 +236,7 @@ class Experiment:
             progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
             max_rows_per_device=self.profile.runtime.max_rows_per_device,
             activation_checkpointing=self.profile.runtime.activation_checkpointing,
+            train_log=path / "train_log.csv",
         )
         atomic_write_json(path / "train_log.json", result.log)
         atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))
@@ -313,6 +314,7 @@ class Experiment:
                 progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
                 max_rows_per_device=self.profile.runtime.max_rows_per_device,
                 activation_checkpointing=self.profile.runtime.activation_checkpointing,
+                train_log=checkpoints.parent.parent / f"train_log_{checkpoints.name}.csv",  # one per phase
             ).log
 
         def make(path: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from jinja2 import Environment, select_autoescape
 
 from road_repro.config import ABLATIONS_DIR, load_table_spec
 from road_repro.io import atomic_write_text
-from road_repro.report.plots import plot_drift
+from road_repro.report.plots import plot_curves, plot_drift
 from road_repro.report.floors import FLOOR_PROFILES, FloorMiss, check_table_files
 from road_repro.report.summary import wide_view
 from road_repro.report.templates import BASE, INDEX, PROFILE, TABLE
@@ -146,6 +146,12 @@ def _notebook(folder: Path, name: str, report_dir: Path) -> str | None:
     return f"notebooks/{name}.html"
 
 
+def _curves(frame: pd.DataFrame, report_dir: Path, table: str) -> str | None:
+    """The table's training curves (:func:`road_repro.report.plots.plot_curves`) as base64 PNG, if any run trained."""
+    png = plot_curves(frame, report_dir.parent.parent / "runs", table)
+    return base64.b64encode(png).decode() if png else None
+
+
 def _table_context(folder: Path, meta: dict, report_dir: Path) -> dict:
     name = meta["name"]
     summary = pd.read_csv(folder / f"{name}_summary.csv")
@@ -176,7 +182,7 @@ def _table_context(folder: Path, meta: dict, report_dir: Path) -> dict:
         "runs": _runs_table(frame, report_dir), "notebook": _notebook(folder, name, report_dir),
         "notes": table_notes(load_table_spec(name), meta["profile"]),
         "status": _status(meta, frame), "compute": _compute(meta), "git": meta["provenance"].get("git", "?")[:12],
-        "page": f"{name}.html",
+        "page": f"{name}.html", "curves": _curves(frame, report_dir, meta["table"]),
         "counts": {"holds": verdicts.count("holds"), "reversed": verdicts.count("reversed"),
                    "inconclusive": verdicts.count("inconclusive"), "too_few": verdicts.count("too few seeds")},
     }

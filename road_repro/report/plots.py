@@ -224,3 +224,63 @@ def plot_drift(summary: pd.DataFrame, profile: str) -> bytes:
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
+
+
+#: Most panels in a table's training-curve figure (one per row; the rest are named in the caption).
+MAX_CURVE_PANELS = 24
+
+
+def _curve(run_dir: Path) -> pd.DataFrame | None:
+    """A run's ``train_log.csv`` as (step, total), or None where the run did not train (ensemble, predict)."""
+    path = run_dir / "train_log.csv"
+    if not path.is_file():
+        return None
+    log = pd.read_csv(path, usecols=["step", "total"]).dropna()
+    return log if len(log) else None
+
+
+def plot_curves(frame: pd.DataFrame, runs_dir: Path, title: str) -> bytes | None:
+    """PNG bytes: the training loss of each table row's runs, one panel per row, one line per seed.
+
+    A row's runs are the ones its numbers came from (``run_id`` of the table's CSV); a row whose runs did not
+    train (an ensemble averages stored logits, a prediction reuses another model) has no panel. The loss is
+    a moving average over 2 % of the steps, so a diverging or flat run stands out from the noise of a step.
+    None when no row has a training log.
+    """
+    runs = frame.dropna(subset=["run_id"]).sort_values("row", kind="stable").drop_duplicates(["method", "run_id"])
+    panels: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    for method, seed, run_id in zip(runs["method"], runs["seed"], runs["run_id"]):
+        curve = _curve(Path(runs_dir) / str(run_id))
+        if curve is not None:
+            panels.setdefault(str(method), []).append(("" if pd.isna(seed) else f"seed {int(seed)}", curve))
+    if not panels:
+        return None
+    shown = list(panels)[:MAX_CURVE_PANELS]
+    n_cols = min(3, len(shown))
+    n_rows = math.ceil(len(shown) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(min(MAX_WIDTH_IN, 3.6 * n_cols), 2.6 * n_rows + 0.8),
+                             squeeze=False, layout="constrained")
+    for ax, method in zip(axes.flat, shown):
+        color = method_color(method)
+        for i, (label, curve) in enumerate(panels[method]):
+            window = max(1, len(curve) // 50)
+            smooth = curve["total"].rolling(window, min_periods=1).mean()
+            ax.plot(curve["step"], smooth, color=color, alpha=1.0 - 0.5 * i / max(1, len(panels[method])),
+                    linewidth=1.2, label=label)
+        ax.set_title(_wrap(method, 40), fontsize=MIN_FONT + 1)
+        ax.set_xlabel("step", fontsize=MIN_FONT)
+        ax.set_ylabel("training loss", fontsize=MIN_FONT)
+        ax.tick_params(axis="both", labelsize=MIN_FONT)
+        ax.grid(color="#e6e6e6", linewidth=0.8)
+        if len(panels[method]) > 1:
+            ax.legend(fontsize=MIN_FONT - 1, frameon=False)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    more = f" (first {len(shown)} of {len(panels)} rows)" if len(panels) > len(shown) else ""
+    fig.suptitle(_wrap(f"{title}: training loss per row{more}", 100), fontsize=MIN_FONT + 2)
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -70,6 +70,9 @@ TABLE = """<h1>{{ t.table }} — {{ t.title }}</h1>
 {% endfor %}</table><p class="prov">{{ rule }}</p>{% else %}<p>No claims.</p>{% endif %}
 <h2>Per seed</h2>
 <p><img alt="{{ t.table }} plot" src="data:image/png;base64,{{ t.png }}"></p>
+{% if t.curves %}<h2 id="curves">Training curves</h2>
+<p>The training loss of each row's runs (one line per seed; <code>train_log.csv</code> in each run folder).</p>
+<p><img alt="{{ t.table }} training curves" src="data:image/png;base64,{{ t.curves }}"></p>{% endif %}
 <details><summary>Full summary (all metrics, paper and difference)</summary>{{ t.summary | safe }}</details>
 <details><summary>Which run produced each number</summary>{{ t.runs | safe }}</details>
 <p class="prov"><b>Settings:</b> {{ t.settings }}</p>

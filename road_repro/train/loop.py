@@ -43,10 +43,10 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
+from road_repro.log import progress as tqdm
 from road_repro.models.model import set_activation_checkpointing
 from road_repro.train.checkpoint import complete_checkpoints, load_latest, save_checkpoint, set_rng_state
 from road_repro.train.distributed import (
@@ -64,6 +64,7 @@ from road_repro.train.distributed import (
 )
 from road_repro.train.memory import device_row_limit, micro_bounds
 from road_repro.train.optim import build_optimizer
+from road_repro.train.train_log import open_train_log
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -314,8 +315,11 @@ def train(
     compile: bool = False,
     max_rows_per_device: int = 0,
     activation_checkpointing: bool = False,
+    train_log: Path | None = None,
 ) -> TrainResult:
     """Train for ``total_steps`` optimizer steps, resuming from ``checkpoint_dir`` if it holds a checkpoint.
+
+    ``train_log``: a ``train_log.csv`` to append each step's row to as it trains (:mod:`road_repro.train.train_log`).
 
     Under torchrun every rank calls this with the same arguments; ``model`` ends with the same weights on
     every rank and the returned log holds global (all-rank) means. Each rank's rows of a pass run as
@@ -338,7 +342,7 @@ def train(
     runner.train()
     bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
                total=total_steps)
-    with stop_on_sigterm() as stop:
+    with stop_on_sigterm() as stop, open_train_log(train_log, start, info.is_main, result.log) as csv_log:
         for step in bar:
             passes = step_source(step)
             _check_passes(passes, step, info)
@@ -362,11 +366,15 @@ def train(
                 scheduler.step()
             row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
             result.log.append(row)
+            if csv_log is not None:
+                csv_log.write(row, [p.dataset for p in passes], sum(batch_rows(p.batch) for p in passes))
             bar.set_postfix(loss=f"{sums['total']:.4f}")
             done = step + 1
             if checkpoint_dir is not None and (
                 done == total_steps or (checkpoint_every and done % checkpoint_every == 0) or stopping
             ):
+                if csv_log is not None:  # the log holds every step the checkpoint has
+                    csv_log.flush()
                 _checkpoint(checkpoint_dir, done, model, optimizer, scheduler, scaler, result, info)
             if stopping and done < total_steps:
                 saved = f"checkpoint saved in {checkpoint_dir}" if checkpoint_dir is not None else \

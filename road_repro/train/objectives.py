@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from road_repro.distill import annealing_kd_loss, kd_loss
+from road_repro.distill.losses import kd_kl
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,25 @@ def _one(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor |
     )
 
 
+def _terms(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor | None) -> dict[str, Tensor]:
+    """The loss terms logged per step (detached): ``ce`` against the hard labels and, for KD, the ``kd`` term
+    (the temperature-softened KL, times ``T^2`` with ``t2_scale``), so that ``total = (1 - lam) ce + lam kd``."""
+    with torch.no_grad():
+        terms = {"ce": F.cross_entropy(logits, labels, label_smoothing=objective.label_smoothing)}
+        if objective.distill not in (None, "annealing") and teacher is not None:
+            kl = kd_kl(logits, teacher, objective.temperature)
+            terms["kd"] = kl * objective.temperature**2 if objective.t2_scale else kl
+    return terms
+
+
 def pass_losses(objective: Objective, out: dict[str, Tensor], batch: dict[str, Tensor], progress: float) -> dict[str, Tensor]:
-    """Losses of one pass; ``total`` is what is back-propagated."""
+    """Losses of one pass; ``total`` is what is back-propagated, ``ce``/``kd`` are logged terms (:func:`_terms`)."""
     if "start_logits" in out:
         start = _one(objective, out["start_logits"], batch["start_positions"], batch.get("teacher_start_logits"), progress)
         end = _one(objective, out["end_logits"], batch["end_positions"], batch.get("teacher_end_logits"), progress)
-        return {"start": start, "end": end, "total": (start + end) / 2}
+        sides = [_terms(objective, out[f"{s}_logits"], batch[f"{s}_positions"], batch.get(f"teacher_{s}_logits"))
+                 for s in ("start", "end")]
+        return {"start": start, "end": end, "total": (start + end) / 2,
+                **{k: (sides[0][k] + sides[1][k]) / 2 for k in sides[0]}}
     loss = _one(objective, out["logits"], batch["labels"], batch.get("teacher_logits"), progress)
-    return {"total": loss}
+    return {"total": loss, **_terms(objective, out["logits"], batch["labels"], batch.get("teacher_logits"))}

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from road_repro.train.train_log import read_rows
 from tests.reliability import workers
 from tests.reliability.workers import TIMEOUT_S
 
@@ -144,6 +145,9 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(forkserver, refere
     assert resumes(events) == expected, context
     assert not differences(finished_run(runs), reference.run_dir), context
     assert not list(runs.glob("**/.*.tmp*")), "temporary files left in a finished run"
+    # the training log holds every step once, with the uninterrupted run's losses, across the kills
+    log, ref = (read_rows(run / "train_log.csv") for run in (finished_run(runs), reference.run_dir))
+    assert [(r["step"], r["total"], r["datasets"]) for r in log] == [(r["step"], r["total"], r["datasets"]) for r in ref]
 
 
 def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes_identically(forkserver, reference, tmp_path):

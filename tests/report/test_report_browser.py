@@ -172,7 +172,7 @@ return {
   h1: (document.querySelector('h1') || {textContent: ''}).textContent.trim(),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
   images: Array.from(document.querySelectorAll('img[src]')).map(
-      i => ({src: i.src, drawn: i.complete && i.naturalWidth > 0, width: i.naturalWidth})),
+      i => ({src: i.src, alt: i.alt, drawn: i.complete && i.naturalWidth > 0, width: i.naturalWidth})),
   claims: claims,
   banner: !!banner && banner.getBoundingClientRect().height > 0,
 };
@@ -335,8 +335,21 @@ def test_each_table_page_shows_its_verdicts(site, results):
             assert claim["verdict"] in VERDICTS and claim["shown"], (table, claim)
             assert claim["cls"] == claim["verdict"].replace(" ", "-"), (table, claim)  # coloured by verdict
         assert page.banner  # smoke scale: "a pipeline check, not a reproduction"
-        (plot,) = [i for i in page.images if i["src"].startswith("data:")]
+        (plot,) = [i for i in page.images if i["src"].startswith("data:") and i["alt"].endswith(" plot")]
         assert 0 < plot["width"] <= 1100  # the figure is at most 11 in wide at 100 dpi
+        (curves,) = [i for i in page.images if i["alt"].endswith(" training curves")]  # every row's runs trained
+        assert curves["src"].startswith("data:") and curves["drawn"] and 0 < curves["width"] <= 1100
+
+
+def test_every_training_run_logged_every_step(results):
+    """Each run that trained (a train_log.json) has its train_log*.csv, one row per step (issue 20)."""
+    from road_repro.train.train_log import read_rows
+
+    trained = [run for run in (results / "runs").iterdir() if (run / "train_log.json").is_file()]
+    assert any(r.name.startswith("finetune-") for r in trained) and any(r.name.startswith("mtl-") for r in trained)
+    for run in trained:
+        rows = [row for csv_path in sorted(run.glob("train_log*.csv")) for row in read_rows(csv_path)]
+        assert len(rows) == len(json.loads((run / "train_log.json").read_text())), run.name
 
 
 def _full_page_png(driver, url: str) -> bytes:

@@ -40,7 +40,7 @@ from road_repro.data.mixing import MtdnnSampler, RoadSampler
 from road_repro.data.registry import data_source, get_dataset, load_examples
 from road_repro.distill import SOFT_TARGET_DTYPE, TeacherTargets, dtype_name, open_soft_targets, write_soft_targets
 from road_repro.errors import ConfigError
-from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
+from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash, runtime_record
 from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
 from road_repro.models.encoder import TINY_PRESETS, load_tokenizer, tokenization_difference
@@ -89,6 +89,7 @@ class Experiment:
                  features_dir: Path | None = None):
         self.profile = profile
         self.store = RunStore(runs_dir, dry=dry)  # dry: plan the stages (real run ids), train nothing
+        self.store.runtime = lambda: runtime_record(profile.runtime.precision, self.device)  # in each config.json
         self.progress = progress and profile.runtime.progress
         # Tokenized splits, shared by every stage, table, process and rank (next to the runs folder by default).
         self.features_store = FeatureStore(Path(features_dir) if features_dir else Path(runs_dir).parent / "features",

@@ -7,7 +7,8 @@ notebook then only renders)::
     torchrun --nproc_per_node 8 -m road_repro.experiments table4 --profile paper
 
 Every table named is checked first (the preflight: settings, device, models, every dataset split its
-stages read), so a problem in the last table stops the command before the first one trains.
+stages read), so a problem in the last table stops the command before the first one trains. The tables
+share one Experiment (per resolved profile), so each process loads and tokenizes each split once.
 ``--preflight`` stops after the checks. ``--dry-run`` plans the compute and stops: every stage of the
 tables (new, shared between tables, already cached), optimizer steps, examples and GPU-hours per stage,
 per table and in total, without training or downloading anything (models and data not on disk get
@@ -24,9 +25,10 @@ import argparse
 import os
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from road_repro.errors import RoadError, TrainingError
-from road_repro.experiments.tables import check_tables, plan_tables, plan_text, run_table
+from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
 #: Exit status for bad input (settings, data), as for a command-line usage error.
@@ -59,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
                                         args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0
-        check_tables(args.tables, args.profile, args.seeds, args.override)
+        # One Experiment for every table (per resolved profile): each split is loaded once, by the preflight.
+        experiments = SharedExperiments(Path(args.runs_dir) if args.runs_dir else Path(args.output_dir) / "runs",
+                                        progress=not args.no_progress)
+        check_tables(args.tables, args.profile, args.seeds, args.override, experiments)
         if args.preflight:
             print(f"preflight: {', '.join(args.tables)} at {args.profile}: settings, device, models and data are fine")
             return 0
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for table in args.tables:
                 run_table(table, args.profile, args.seeds, args.output_dir, args.override, args.runs_dir,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, experiments=experiments)
         finally:
             cleanup()
     except RoadError as exc:

@@ -142,6 +142,8 @@ class RunStore:
         self._seen: dict[str, Run] = {}  # runs verified by this process (checksumming large weights is slow)
         self.context = ""  # what the console lines are for, e.g. the table being computed
         self.plan: list[PlannedStage] = []
+        self._listed: set[tuple[str, str]] = set()  # (context, run id) pairs in the plan
+        self._cached: dict[str, bool] = {}  # dry run: run id -> a DONE marker for its config is on disk
         self.progress: Progress | None = None  # set when a plan of several tables is being worked through
         # What this process resolved (device, precision: :func:`runtime_record`), for each new run's config.json.
         self.runtime: Callable[[], dict[str, Any]] | None = None
@@ -190,14 +192,22 @@ class RunStore:
         outside the hashed config: moving a data directory does not invalidate finished runs.
         """
         run_id = self.run_id(kind, config)
+        if self.dry:
+            return self._plan(kind, run_id, config)
         if run_id in self._seen:
             return self._seen[run_id]
-        if self.dry:
-            self.plan.append(PlannedStage(kind, run_id, self._done_marker(run_id, config), self.context))
-            self._seen[run_id] = run = Run(run_id, self.root / run_id, config, {})
-            return run
         self._seen[run_id] = run = self._run(run_id, kind, config, fn, sources or {})
         return run
+
+    def _plan(self, kind: str, run_id: str, config: dict[str, Any]) -> Run:
+        """Record a stage in :attr:`plan` once per ``context`` (a stage two tables need is listed under both)."""
+        if run_id not in self._seen:
+            self._seen[run_id] = Run(run_id, self.root / run_id, config, {})
+            self._cached[run_id] = self._done_marker(run_id, config)
+        if (self.context, run_id) not in self._listed:
+            self._listed.add((self.context, run_id))
+            self.plan.append(PlannedStage(kind, run_id, self._cached[run_id], self.context))
+        return self._seen[run_id]
 
     def _done_marker(self, run_id: str, config: dict[str, Any]) -> bool:
         """A DONE marker for this config is on disk (the cheap check of a plan; files are verified at run time)."""

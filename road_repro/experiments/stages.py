@@ -287,9 +287,7 @@ class Experiment:
         ws = cfg.warm_start
         if ws is None:
             return None
-        memo = self.__dict__.setdefault("_warm_starts", {})
-        if model_key in memo:
-            return memo[model_key]
+        memo = self.__dict__.setdefault("_warm_starts", {})  # model key -> config (hashing every example is slow)
         first = SplitConfig(ws.dataset, ws.split, ws.limit)
         if get_dataset(ws.dataset).task != "mrc":
             raise ConfigError(f"warm_start.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
@@ -298,9 +296,12 @@ class Experiment:
                               "> 0 only with a non-empty mixture")
         mixture = ws.mixture if ws.mixture_steps else {}  # mixture_steps=0: phase 1 only
         streams = {ws.dataset: first, **mixture}
-        config = {"stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
-                  "precision": self.profile.runtime.precision, "shape": TINY_PRESETS.get(cfg.preset or ""),
-                  "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
+        if model_key not in memo:
+            memo[model_key] = {
+                "stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
+                "precision": self.profile.runtime.precision, "shape": TINY_PRESETS.get(cfg.preset or ""),
+                "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
+        config = memo[model_key]
 
         def run_phase(model: RoadModel, step_source, steps: int, lr: float, checkpoints: Path, desc: str):
             optim = replace(self.profile.finetune, lr=lr, batch_size=ws.batch_size, layerwise_lr_decay=1.0)
@@ -340,8 +341,7 @@ class Experiment:
             atomic_write(path / "encoder.safetensors", lambda tmp: save_weights(model.encoder, tmp))
             return metrics
 
-        memo[model_key] = self.store.run("warm_start", config, make)
-        return memo[model_key]
+        return self.store.run("warm_start", config, make)  # a run seen before returns at once
 
     def _warm_start_id(self, model_key: str, init: Run | None) -> str | None:
         """The warm-start stage a model starts from when no earlier stage (``init``) provides its encoder."""

@@ -43,4 +43,4 @@ def test_the_table_part_counts_the_visible_gpus_and_launches_accordingly(tmp_pat
     assert multi[:len(TORCHRUN) + 4] == [*TORCHRUN, "--nproc_per_node=4", "-m", "road_repro.experiments",
                                          gpu_check.TABLE]
     assert single[:4] == [sys.executable, "-m", "road_repro.experiments", gpu_check.TABLE]
-    assert multi[len(TORCHRUN) + 4:] == single[3:]  # the same table, profile, overrides and folders
+    assert multi[len(TORCHRUN) + 3:] == single[3:]  # the same table, profile, overrides and folders

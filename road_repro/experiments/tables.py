@@ -27,7 +27,7 @@ from road_repro.experiments.preflight import PreflightError, preflight
 from road_repro.experiments.runs import Progress, Run, config_hash, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
-from road_repro.train.distributed import barrier, world_size
+from road_repro.train.distributed import barrier, is_main, world_size
 from road_repro.log import console
 from road_repro.train.objectives import Objective
 
@@ -255,8 +255,9 @@ def run_table(
     exp.store.progress = _progress(output_dir, prof)
     runner = TableRunner(exp, spec)
     started = time.time()
-    log = console()
-    log.info("[%s] %s at the %s scale: computing or reusing its stages", exp.store.context, spec.title, prof.name)
+    log = console() if is_main() else None  # one console line per table, not one per rank
+    if log:
+        log.info("[%s] %s at the %s scale: computing or reusing its stages", exp.store.context, spec.title, prof.name)
     frame = runner.compute()
     atomic_write_csv(out / f"{table}.csv", frame)
     summary = summarize(frame, spec)
@@ -271,5 +272,6 @@ def run_table(
         "world_size": world_size(),
     })
     barrier()  # results: rank 0 wrote them (road_repro/io.py); no rank returns before they are on disk
-    log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
+    if log:
+        log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
     return frame

@@ -342,9 +342,12 @@ def cuda_or_exit() -> str:
               "NVIDIA GPU; nothing was run.", file=sys.stderr)
         sys.exit(EXIT_NO_CUDA)
     name = torch.cuda.get_device_name(0)
-    print(f"gpu-check: {torch.cuda.device_count()} CUDA device(s), using {name}; torch {torch.__version__} "
-          f"(CUDA {torch.version.cuda}), bf16 {'supported' if torch.cuda.is_bf16_supported() else 'not supported'}",
-          flush=True)
+    from road_repro.train.loop import resolve_precision
+
+    major, minor = torch.cuda.get_device_capability(0)
+    auto = "bf16" if resolve_precision("auto", torch.device("cuda", 0)) == torch.bfloat16 else "fp16 + grad scaler"
+    print(f"gpu-check: {torch.cuda.device_count()} CUDA device(s), using {name} (compute capability {major}.{minor}: "
+          f"precision auto -> {auto}); torch {torch.__version__} (CUDA {torch.version.cuda})", flush=True)
     return name
 
 

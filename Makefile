@@ -5,7 +5,7 @@
 #   make reproduce-all PROFILE=paper DRY_RUN=1 plan only: every stage, steps, examples, GPU-hours; no training, no download
 #   make test                     the test suite (offline; real-data tests use ../shared/data when present)
 #   make bench                    speed/memory benchmarks vs the Hugging Face Trainer -> results/bench/
-#   make gpu-check                on one CUDA GPU, < 8 min: GPU tests, GPU benchmark -> results/bench/gpu.csv, a capped mini table
+#   make gpu-check                on CUDA GPUs, < 8 min: GPU tests, GPU benchmark -> results/bench/gpu.csv, a capped mini table (torchrun over all GPUs)
 # bash: reproduce-all streams each notebook's stderr through a process substitution (see there).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -43,7 +43,7 @@ bench: install
 
 # The GPU check (benchmarks/gpu_check.py): stops at once without CUDA; else `pytest -m gpu`, the GPU benchmark
 # (-> $(RESULTS)/bench/gpu.csv) and Table 5 at the mini scale capped to minutes (reads ../shared/data; skipped,
-# saying why, without). Each part runs under its own time limit, the whole under 460 s (timeout: a backstop).
+# saying why, without; through torchrun over every visible GPU when there are several). Each part runs under its own time limit, the whole under 460 s (timeout: a backstop).
 gpu-check: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 timeout -k 5 470 \
 	  $(PY) -m benchmarks.gpu_check --out $(RESULTS)/bench

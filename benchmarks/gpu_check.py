@@ -16,7 +16,9 @@ any Python that can import the project's dependencies. In order:
 3. **table**: paper Table 5 (ROaD MTL, a finetuned teacher, then KD, annealing KD and Weighted KD students:
    training and distillation) at the ``mini`` scale, capped to a few minutes (:data:`TABLE_OVERRIDES`, and
    MTL datasets the shared data folder holds, :data:`MTL_STANDINS`), through ``python -m
-   road_repro.experiments`` -> ``<out>/gpu_check/mini_gpu_check/table5*.csv``. It reads the real data folder
+   road_repro.experiments`` -> ``<out>/gpu_check/mini_gpu_check/table5*.csv``; with more than one visible GPU
+   it is launched through ``torchrun --nproc_per_node <GPUs>`` (:func:`launcher`: the table has an MTL stage),
+   so a multi-GPU machine checks the DDP path of the paper runs. It reads the real data folder
    (``--data-dir``, ``$ROAD_SHARED_DATA``, ``<repo>/../shared/data`` or ``<repo>/shared/data``); without one
    it is skipped, saying why.
 
@@ -122,9 +124,29 @@ def table_overrides(data_dir: Path, device: str = "cuda") -> list[str]:
         f"runtime.device={device}", f"data_dir={Path(data_dir).resolve()}"]
 
 
-def table_command(python: str, profile: Path, data_dir: Path, out: Path) -> list[str]:
-    """The capped table, as ``python -m road_repro.experiments`` runs it (results and runs under ``out``)."""
-    command = [python, "-m", "road_repro.experiments", TABLE, "--profile", str(profile), "--output-dir", str(out),
+def has_mtl_stage(table: str) -> bool:
+    """Whether a row of ``table`` (or its teacher, or the teacher's source) starts from multi-task pretraining."""
+    from road_repro.config import load_table_spec
+
+    rows = [r for r in load_table_spec(table).rows if r.recipe != "published"]
+    teachers = [r.teacher for r in rows if r.teacher is not None]
+    return any(x.mtl for x in [*rows, *teachers, *(t.distilled_from for t in teachers if t.distilled_from)])
+
+
+def launcher(python: str, gpus: int, table: str = TABLE) -> list[str]:
+    """How the capped table is started: through torchrun, one process per visible GPU, when there is more than
+    one GPU and the table has an MTL stage (the multi-pass DDP step, soft targets and checkpoints written by
+    rank 0 and read by every rank: what a multi-GPU paper run depends on); else one process."""
+    if gpus > 1 and has_mtl_stage(table):
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+                "-m", "road_repro.experiments"]
+    return [python, "-m", "road_repro.experiments"]
+
+
+def table_command(python: str, profile: Path, data_dir: Path, out: Path, gpus: int = 1) -> list[str]:
+    """The capped table, as ``python -m road_repro.experiments`` runs it (results and runs under ``out``), under
+    torchrun over ``gpus`` GPUs where :func:`launcher` says so."""
+    command = [*launcher(python, gpus), TABLE, "--profile", str(profile), "--output-dir", str(out),
                "--runs-dir", str(out / "runs"), "--no-progress"]
     for override in table_overrides(data_dir):
         command += ["--override", override]
@@ -284,15 +306,21 @@ def part_table(python: str, out: Path, logs: Path, limit_s: float, env: dict[str
                data_dir: Path | None, why_no_data: str) -> PartResult:
     if data_dir is None:
         return PartResult("table", "skipped", 0.0, limit_s, why_no_data)
+    import torch
+
     folder = out / "gpu_check"
-    command = table_command(python, capped_profile(folder), data_dir, folder)
+    gpus = torch.cuda.device_count()
+    command = table_command(python, capped_profile(folder), data_dir, folder, gpus)
+    print(f"gpu-check: {' '.join(command[:command.index('road_repro.experiments') + 2])} ...", flush=True)
     code, seconds = run_limited(command, limit_s, logs / "table.log", env)
     summary = folder / PROFILE_NAME / f"{TABLE}_summary.csv"
     if code == 0 and summary.is_file():
         detail = f"{table_detail(summary)} ({summary})"
     else:
         detail = f"exit status {code}; see {logs / 'table.log'}"
-    return PartResult("table", _status(code), seconds, limit_s, f"{TABLE} at {PROFILE_NAME}, data {data_dir}: {detail}")
+    where = f"torchrun over {gpus} GPUs" if "torch.distributed.run" in command else "1 GPU"
+    return PartResult("table", _status(code), seconds, limit_s,
+                      f"{TABLE} at {PROFILE_NAME} on {where}, data {data_dir}: {detail}")
 
 
 # -- the check -----------------------------------------------------------------------------------------------
@@ -314,9 +342,12 @@ def cuda_or_exit() -> str:
               "NVIDIA GPU; nothing was run.", file=sys.stderr)
         sys.exit(EXIT_NO_CUDA)
     name = torch.cuda.get_device_name(0)
-    print(f"gpu-check: {torch.cuda.device_count()} CUDA device(s), using {name}; torch {torch.__version__} "
-          f"(CUDA {torch.version.cuda}), bf16 {'supported' if torch.cuda.is_bf16_supported() else 'not supported'}",
-          flush=True)
+    from road_repro.train.loop import resolve_precision
+
+    major, minor = torch.cuda.get_device_capability(0)
+    auto = "bf16" if resolve_precision("auto", torch.device("cuda", 0)) == torch.bfloat16 else "fp16 + grad scaler"
+    print(f"gpu-check: {torch.cuda.device_count()} CUDA device(s), using {name} (compute capability {major}.{minor}: "
+          f"precision auto -> {auto}); torch {torch.__version__} (CUDA {torch.version.cuda})", flush=True)
     return name
 
 

@@ -404,12 +404,13 @@ class FeatureStore:
         del dataset
         files = [{"name": n, "bytes": (tmp / n).stat().st_size, "xxh3": _file_sum(tmp / n)} for n in names]
         rows = sum(datasets.Dataset.from_file(str(tmp / n)).num_rows for n in names)
+        # The lock holder writes its own manifest whatever its rank (road_repro/io.py: the writers' rule).
         atomic_write_json(tmp / MANIFEST, {
             "store_version": STORE_VERSION, "fingerprint": fingerprint, "spec": asdict(spec), "what": what,
             "rows": rows, "examples": len(examples), "files": files, "id_dtype": id_type, "token_types": types,
             "pad_token_id": tokenizer.pad_token_id or 0, "tokenizer": tokenizer.name_or_path,
             "workers": workers, "build_seconds": round(time.time() - started, 2),
-        })
+        }, all_ranks=True)
         os.replace(tmp, path)
         console().info("features of %s: %d examples -> %d rows, %.1f MB, built in %.1f s on %d process(es)",
                        what, len(examples), rows, sum(f["bytes"] for f in files) / 1e6, time.time() - started,

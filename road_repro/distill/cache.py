@@ -201,7 +201,8 @@ def write_soft_targets(
     must be strings. A value that is not finite in ``dtype`` (float16 overflow past 65504, NaN, inf) is a
     DataError naming the file and the largest magnitude. Only one chunk is held (converted) at a time.
 
-    Under torchrun only rank 0 writes (:func:`road_repro.io.atomic_write`), but every rank iterates
+    Under torchrun only rank 0 writes (a result: the writers' rule in :mod:`road_repro.io`; the other ranks
+    open the file after the run store's barrier), but every rank iterates
     ``chunks`` (a teacher's ``predict`` needs every rank for its forward passes) and checks them the same
     way, so a bad chunk fails every rank alike.
     """

@@ -7,7 +7,8 @@ notebook then only renders)::
     torchrun --nproc_per_node 8 -m road_repro.experiments table4 --profile paper
 
 Every table named is checked first (the preflight: settings, device, models, every dataset split its
-stages read), so a problem in the last table stops the command before the first one trains.
+stages read), so a problem in the last table stops the command before the first one trains. The tables
+share one Experiment (per resolved profile), so each process loads and tokenizes each split once.
 ``--preflight`` stops after the checks. ``--dry-run`` plans the compute and stops: every stage of the
 tables (new, shared between tables, already cached), optimizer steps, examples and GPU-hours per stage,
 per table and in total, without training or downloading anything (models and data not on disk get
@@ -27,9 +28,10 @@ import os
 import sys
 import traceback
 from datetime import timedelta
+from pathlib import Path
 
 from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingInterrupted, exit_status
-from road_repro.experiments.tables import check_tables, plan_tables, plan_text, run_table
+from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
 __all__ = ["EXIT_BAD_INPUT", "main"]
@@ -68,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
                                         args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0
-        check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir)
+        # One Experiment for every table (per resolved profile): each split is loaded once, by the preflight.
+        experiments = SharedExperiments(Path(args.runs_dir) if args.runs_dir else Path(args.output_dir) / "runs",
+                                        progress=not args.no_progress)
+        check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir,
+                     experiments=experiments)
         if args.preflight:
             print(f"preflight: {', '.join(args.tables)} at {args.profile}: "
                   "settings, device, models, data and folders are fine")
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for table in args.tables:
                 run_table(table, args.profile, args.seeds, args.output_dir, args.override, args.runs_dir,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, experiments=experiments)
         finally:
             cleanup()
     except RoadError as exc:

@@ -64,7 +64,7 @@ from road_repro.experiments.preflight import (
 )
 from road_repro.experiments.runs import PlannedStage, Run, config_hash
 from road_repro.experiments.stages import Experiment, mtl_task
-from road_repro.experiments.tables import TableRunner, _profile
+from road_repro.experiments.tables import SharedExperiments, TableRunner, _profile
 from road_repro.experiments.tasks import Split
 from road_repro.io import atomic_write_json
 from road_repro.models.encoder import TINY_PRESETS, load_model_config, load_tokenizer
@@ -497,8 +497,11 @@ def _gpu_hours(infos: dict[str, StageInfo], ids: Sequence[str], throughput: Thro
 
 def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[int] | None = None,
                overrides: Sequence[str] = (), output_dir: str | Path = "results", runs_dir: str | Path | None = None,
-               offline: bool = True) -> dict[str, Any]:
+               offline: bool = True, experiments: SharedExperiments | None = None) -> dict[str, Any]:
     """Plan ``tables`` in order and write ``<output_dir>/<profile>/plan.json`` (see the module docstring).
+
+    The tables share their :class:`PlanningExperiment` (``experiments``: the preflight's, whose loads it reuses),
+    so each split is loaded once; its dry run store lists each table's stages under the table's name.
 
     Every configuration problem of every table is collected first and raised together as one
     :class:`PreflightError` (one line each, naming the tables it concerns). The throughput is measured
@@ -510,11 +513,14 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
     notes: dict[str, str] = {}
     infos: dict[str, StageInfo] = {}
     planned: dict[str, list[PlannedStage]] = {}
+    if experiments is None:
+        experiments = SharedExperiments(runs, progress=False,
+                                        make=lambda prof, root, _: PlanningExperiment(prof, root, offline))
     for table in tables:
         exp: PlanningExperiment | None = None
         try:
             spec = load_table_spec(table)
-            exp = PlanningExperiment(_profile(profile, overrides, spec, seeds), runs, offline)
+            exp = experiments.get(_profile(profile, overrides, spec, seeds))
             exp.store.context = table
             if offline:
                 local_preflight(spec, exp)
@@ -531,7 +537,7 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
         finally:
             if exp is not None:
                 notes.update(exp.notes)
-        planned[table] = exp.store.plan
+        planned[table] = [st for st in exp.store.plan if st.context == table]
         for run_id, info in exp.stages.items():
             infos.setdefault(run_id, info)
     if found:

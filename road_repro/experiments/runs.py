@@ -1,6 +1,7 @@
 """The run cache: every stage is a run keyed by a hash of its resolved configuration.
 
-``runs/<kind>-<hash>/`` holds ``config.json`` (the resolved config and provenance), the run's artifacts,
+``runs/<kind>-<hash>/`` holds ``config.json`` (the resolved config, provenance, data sources and the runtime
+this process resolved: device, world size, and the precision ``auto`` became), the run's artifacts,
 ``metrics.json`` and, written last, ``DONE`` with the SHA-256 of every artifact. Re-running a table
 reuses runs whose ``DONE`` verifies; a run without a valid ``DONE`` (killed, torn, tampered with, or
 from a different config) is started again from a clean folder, keeping only its training checkpoints so
@@ -20,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from filelock import FileLock
 
 from road_repro import __version__
 from road_repro.io import atomic_write_json
 from road_repro.log import logger
 from road_repro.train.checkpoint import sha256_file
-from road_repro.train.distributed import all_gather_objects, barrier, is_main
+from road_repro.train.distributed import barrier, broadcast_object, is_main, world_size
+from road_repro.train.loop import resolve_precision
 
 CHECKPOINTS = "checkpoints"
 #: What a restarted run keeps (besides its ``train_log*.csv``): checkpoints to resume from, TensorBoard events.
@@ -67,6 +70,21 @@ def provenance() -> dict[str, str]:
         "cuda": str(torch.version.cuda),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
     }
+
+
+def runtime_record(precision: str, device: torch.device) -> dict[str, Any]:
+    """What ``runtime.precision`` resolved to on ``device`` in this process, for ``config.json``.
+
+    The hashed config keeps the setting (``auto``: the same run on any GPU); the record says what ran:
+    ``bf16``, ``fp16`` (with a grad scaler) or ``fp32``, the device, its compute capability and the world size.
+    """
+    dtype = resolve_precision(precision, device)
+    record: dict[str, Any] = {"precision_setting": precision, "device": str(device), "world_size": world_size(),
+                              "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
+                              "grad_scaler": dtype == torch.float16}
+    if device.type == "cuda":
+        record["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(device)
+    return record
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,11 @@ class RunStore:
         self._seen: dict[str, Run] = {}  # runs verified by this process (checksumming large weights is slow)
         self.context = ""  # what the console lines are for, e.g. the table being computed
         self.plan: list[PlannedStage] = []
+        self._listed: set[tuple[str, str]] = set()  # (context, run id) pairs in the plan
+        self._cached: dict[str, bool] = {}  # dry run: run id -> a DONE marker for its config is on disk
         self.progress: Progress | None = None  # set when a plan of several tables is being worked through
+        # What this process resolved (device, precision: :func:`runtime_record`), for each new run's config.json.
+        self.runtime: Callable[[], dict[str, Any]] | None = None
 
     def run_id(self, kind: str, config: dict[str, Any]) -> str:
         return f"{kind}-{config_hash({'kind': kind, **config})[:16]}"
@@ -172,14 +194,22 @@ class RunStore:
         outside the hashed config: moving a data directory does not invalidate finished runs.
         """
         run_id = self.run_id(kind, config)
+        if self.dry:
+            return self._plan(kind, run_id, config)
         if run_id in self._seen:
             return self._seen[run_id]
-        if self.dry:
-            self.plan.append(PlannedStage(kind, run_id, self._done_marker(run_id, config), self.context))
-            self._seen[run_id] = run = Run(run_id, self.root / run_id, config, {})
-            return run
         self._seen[run_id] = run = self._run(run_id, kind, config, fn, sources or {})
         return run
+
+    def _plan(self, kind: str, run_id: str, config: dict[str, Any]) -> Run:
+        """Record a stage in :attr:`plan` once per ``context`` (a stage two tables need is listed under both)."""
+        if run_id not in self._seen:
+            self._seen[run_id] = Run(run_id, self.root / run_id, config, {})
+            self._cached[run_id] = self._done_marker(run_id, config)
+        if (self.context, run_id) not in self._listed:
+            self._listed.add((self.context, run_id))
+            self.plan.append(PlannedStage(kind, run_id, self._cached[run_id], self.context))
+        return self._seen[run_id]
 
     def _done_marker(self, run_id: str, config: dict[str, Any]) -> bool:
         """A DONE marker for this config is on disk (the cheap check of a plan; files are verified at run time)."""
@@ -190,7 +220,11 @@ class RunStore:
 
     def _run(self, run_id: str, kind: str, config: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
              sources: dict[str, str]) -> Run:
-        """Under torchrun, rank 0 holds the lock and decides; every rank computes (DDP); rank 0 writes."""
+        """Under torchrun, rank 0 holds the lock and decides; every rank computes (DDP); rank 0 writes.
+
+        Only rank 0 verifies a cached run's checksums (hashing every artifact, soft targets included, is
+        minutes of I/O at the paper scale); the other ranks wait for its answer and then read the metrics.
+        """
         path = self.root / run_id
         lock = FileLock(str(self.root / f".{run_id}.lock"))
         main = is_main()
@@ -198,12 +232,10 @@ class RunStore:
             lock.acquire()
         try:
             stale = self._stale(path, config) if main else None
-            cached = self._read(run_id, path, config) if main and stale is None else None
-            if all_gather_objects(cached is not None)[0]:
-                barrier()
+            if broadcast_object(stale is None if main else None):
                 if main:
                     self._say("%s %s: cached", kind, run_id)
-                return cached or self._load_done(run_id, path, config)
+                return self._read(run_id, path, config)
             started = time.time()
             if main:
                 resumable = (path / CHECKPOINTS).is_dir()
@@ -216,6 +248,7 @@ class RunStore:
                 path.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),
                                                          "data_sources": sources,
+                                                         "runtime": self.runtime() if self.runtime else None,
                                                          "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
             barrier()
             metrics = fn(path)

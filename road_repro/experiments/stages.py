@@ -40,7 +40,7 @@ from road_repro.data.mixing import MtdnnSampler, RoadSampler
 from road_repro.data.registry import data_source, get_dataset, load_examples
 from road_repro.distill import SOFT_TARGET_DTYPE, TeacherTargets, dtype_name, open_soft_targets, write_soft_targets
 from road_repro.errors import ConfigError
-from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
+from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash, runtime_record
 from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
 from road_repro.models.encoder import TINY_PRESETS, load_tokenizer, tokenization_difference
@@ -89,6 +89,7 @@ class Experiment:
                  features_dir: Path | None = None):
         self.profile = profile
         self.store = RunStore(runs_dir, dry=dry)  # dry: plan the stages (real run ids), train nothing
+        self.store.runtime = lambda: runtime_record(profile.runtime.precision, self.device)  # in each config.json
         self.progress = progress and profile.runtime.progress
         # Tokenized splits, shared by every stage, table, process and rank (next to the runs folder by default).
         self.features_store = FeatureStore(Path(features_dir) if features_dir else Path(runs_dir).parent / "features",
@@ -290,9 +291,7 @@ class Experiment:
         ws = cfg.warm_start
         if ws is None:
             return None
-        memo = self.__dict__.setdefault("_warm_starts", {})
-        if model_key in memo:
-            return memo[model_key]
+        memo = self.__dict__.setdefault("_warm_starts", {})  # model key -> config (hashing every example is slow)
         first = SplitConfig(ws.dataset, ws.split, ws.limit)
         if get_dataset(ws.dataset).task != "mrc":
             raise ConfigError(f"warm_start.dataset={ws.dataset!r} must be a span-QA (mrc) dataset")
@@ -301,9 +300,12 @@ class Experiment:
                               "> 0 only with a non-empty mixture")
         mixture = ws.mixture if ws.mixture_steps else {}  # mixture_steps=0: phase 1 only
         streams = {ws.dataset: first, **mixture}
-        config = {"stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
-                  "precision": self.profile.runtime.precision, "shape": TINY_PRESETS.get(cfg.preset or ""),
-                  "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
+        if model_key not in memo:
+            memo[model_key] = {
+                "stage": "warm_start", "model": to_dict(cfg), "features": to_dict(self.profile.features),
+                "precision": self.profile.runtime.precision, "shape": TINY_PRESETS.get(cfg.preset or ""),
+                "data": {name: config_hash([repr(e) for e in self.examples(s)]) for name, s in streams.items()}}
+        config = memo[model_key]
 
         def run_phase(model: RoadModel, step_source, steps: int, lr: float, checkpoints: Path, desc: str):
             optim = replace(self.profile.finetune, lr=lr, batch_size=ws.batch_size, layerwise_lr_decay=1.0)
@@ -346,8 +348,7 @@ class Experiment:
             atomic_write(path / "encoder.safetensors", lambda tmp: save_weights(model.encoder, tmp))
             return metrics
 
-        memo[model_key] = self.store.run("warm_start", config, make)
-        return memo[model_key]
+        return self.store.run("warm_start", config, make)  # a run seen before returns at once
 
     def _warm_start_id(self, model_key: str, init: Run | None) -> str | None:
         """The warm-start stage a model starts from when no earlier stage (``init``) provides its encoder."""

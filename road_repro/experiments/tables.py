@@ -15,7 +15,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -25,10 +25,10 @@ from road_repro.config import (
 )
 from road_repro.errors import ConfigProblems, RoadError
 from road_repro.experiments.preflight import PreflightError, folder_problems, preflight, run_folders
-from road_repro.experiments.runs import Progress, Run, provenance
+from road_repro.experiments.runs import Progress, Run, config_hash, provenance
 from road_repro.experiments.stages import Experiment
 from road_repro.io import atomic_write_csv, atomic_write_json
-from road_repro.train.distributed import world_size
+from road_repro.train.distributed import barrier, is_main, world_size
 from road_repro.log import console
 from road_repro.train.objectives import Objective
 
@@ -139,13 +139,40 @@ class TableRunner:
         return out
 
 
+class SharedExperiments:
+    """The :class:`Experiment` of every table of one command, so that each process loads each split once.
+
+    Tables that resolve to the same profile (every table without ``profile_overrides`` of its own) share one
+    Experiment, and with it its loaded examples, tokenizers and tokenized splits: the preflight's loads are
+    the run's, and the second table re-reads nothing. A table whose spec changes the profile gets its own.
+    ``make`` builds a new one (the planner passes one that makes a dry :class:`PlanningExperiment`).
+    """
+
+    def __init__(self, runs_dir: str | Path, progress: bool = True,
+                 make: Callable[[ProfileConfig, Path, bool], Experiment] = Experiment):
+        self.runs_dir, self.progress, self.make = Path(runs_dir), progress, make
+        self._by_profile: dict[str, Experiment] = {}
+
+    def get(self, profile: ProfileConfig) -> Experiment:
+        """The Experiment for ``profile`` (made on first use)."""
+        key = config_hash(to_dict(profile))
+        if key not in self._by_profile:
+            self._by_profile[key] = self.make(profile, self.runs_dir, self.progress)
+        return self._by_profile[key]
+
+
 def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[int] | None = None,
                  overrides: Sequence[str] = (), output_dir: str | Path | None = None,
-                 runs_dir: str | Path | None = None) -> None:
+                 runs_dir: str | Path | None = None, experiments: SharedExperiments | None = None) -> None:
     """The preflight of several tables before any of them trains: every problem of every table, at once.
-    With ``output_dir``, also every folder the run will write (:func:`~road_repro.experiments.preflight.run_folders`)."""
+    With ``output_dir``, also every folder the run will write (:func:`~road_repro.experiments.preflight.run_folders`).
+
+    Pass the command's ``experiments`` so that the splits loaded here are the ones its tables then run on.
+    """
     overrides = parse_overrides(overrides)
     found: dict[str, list[str]] = {}  # problem -> the tables it concerns (settings problems concern all)
+    if experiments is None:
+        experiments = SharedExperiments(Path(tempfile.gettempdir()) / "road-preflight" / "runs", progress=False)
     for table in tables:
         try:
             spec = load_table_spec(table)
@@ -153,7 +180,7 @@ def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[
             if output_dir is not None:
                 for problem in folder_problems(run_folders(output_dir, runs_dir, prof.name)):
                     found.setdefault(problem, []).append(table)
-            preflight(spec, Experiment(prof, Path(tempfile.gettempdir()) / "road-preflight", progress=False))
+            preflight(spec, experiments.get(prof))
         except ConfigProblems as exc:
             for problem in exc.problems:
                 found.setdefault(problem, []).append(table)
@@ -176,11 +203,13 @@ def plan_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[i
     first and loads everything; ``offline=True`` (``--dry-run``) downloads nothing and gives what is not on
     disk planned ids (:mod:`road_repro.experiments.planning`).
     """
-    from road_repro.experiments.planning import build_plan
+    from road_repro.experiments.planning import PlanningExperiment, build_plan
 
     overrides = parse_overrides(overrides)
+    experiments = SharedExperiments(Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress=False,
+                                    make=lambda prof, runs, _: PlanningExperiment(prof, runs, offline))
     if not offline:
-        check_tables(tables, profile, seeds, overrides, output_dir, runs_dir)
+        check_tables(tables, profile, seeds, overrides, output_dir, runs_dir, experiments)  # the plan reuses its loads
     else:
         try:
             name = load_profile(profile, overrides).name
@@ -188,7 +217,7 @@ def plan_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[i
             name = None  # build_plan reports it with the tables it concerns
         if name is not None and (problems := folder_problems({"output": Path(output_dir) / name})):
             raise PreflightError(problems)
-    return build_plan(tables, profile, seeds, overrides, output_dir, runs_dir, offline)
+    return build_plan(tables, profile, seeds, overrides, output_dir, runs_dir, offline, experiments)
 
 
 def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
@@ -232,11 +261,14 @@ def run_table(
     overrides: Sequence[str] = (),
     runs_dir: str | Path | None = None,
     progress: bool = True,
+    experiments: SharedExperiments | None = None,
 ) -> pd.DataFrame:
     """Compute a table at a scale and write ``<output_dir>/<profile>/<table>.csv`` plus its summary and plot.
 
     Finished stages are reused from ``runs_dir`` (default ``<output_dir>/runs``), so re-running is cheap
-    and tables that share a stage (teachers, MTL checkpoints) train it once.
+    and tables that share a stage (teachers, MTL checkpoints) train it once. ``experiments``: the command's
+    shared Experiments (:class:`SharedExperiments`, on the same runs folder), so several tables load each
+    split once. Under torchrun rank 0 writes the table's files and every rank returns once they are written.
     """
     from road_repro.report.claims import evaluate_claims
     from road_repro.report.plots import plot_table
@@ -249,13 +281,16 @@ def run_table(
     if problems := folder_problems(run_folders(output_dir, runs_dir, prof.name)):
         raise PreflightError(problems)  # before the runs folder is created or anything trains
     table = table_name(table)
-    exp = Experiment(prof, Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress)
+    if experiments is None:
+        experiments = SharedExperiments(Path(runs_dir) if runs_dir else Path(output_dir) / "runs", progress)
+    exp = experiments.get(prof)
     exp.store.context = f"{table} {prof.name}"
     exp.store.progress = _progress(output_dir, prof)
     runner = TableRunner(exp, spec)
     started = time.time()
-    log = console()
-    log.info("[%s] %s at the %s scale: computing or reusing its stages", exp.store.context, spec.title, prof.name)
+    log = console() if is_main() else None  # one console line per table, not one per rank
+    if log:
+        log.info("[%s] %s at the %s scale: computing or reusing its stages", exp.store.context, spec.title, prof.name)
     frame = runner.compute()
     atomic_write_csv(out / f"{table}.csv", frame)
     summary = summarize(frame, spec)
@@ -269,5 +304,7 @@ def run_table(
         "seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "world_size": world_size(),
     })
-    log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
+    barrier()  # results: rank 0 wrote them (road_repro/io.py); no rank returns before they are on disk
+    if log:
+        log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
     return frame

@@ -4,7 +4,9 @@ A checkpoint is a folder ``step-<n>/`` holding ``model.safetensors`` and ``state
 scheduler, grad scaler, RNG states, step) and, written last, ``COMPLETE`` with the SHA-256 of both.
 It is written under a temporary name and renamed, so a kill leaves either the old set or the new one;
 a folder whose ``COMPLETE`` is missing or whose checksums differ is torn and skipped on resume.
-``state.pt`` is read with ``torch.load(weights_only=True)``.
+``state.pt`` is read with ``torch.load(weights_only=True, map_location="cpu")``: under torchrun every rank loads
+the same file, and tensors saved from ``cuda:0`` would otherwise all land on GPU 0; the optimizer's
+``load_state_dict`` then moves its state to the device of each rank's parameters.
 """
 
 from __future__ import annotations
@@ -121,4 +123,4 @@ def load_latest(folder: Path, model: nn.Module) -> dict[str, Any] | None:
     if latest is None:
         return None
     load_weights(model, latest / "model.safetensors")
-    return torch.load(latest / "state.pt", weights_only=True)
+    return torch.load(latest / "state.pt", weights_only=True, map_location="cpu")

@@ -214,6 +214,16 @@ def same_on_all_ranks(value: int) -> bool:
     return int(both[0]) == -int(both[1])
 
 
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s picklable ``obj`` on every rank (``obj`` itself in a single process); other ranks' value is
+    ignored, so they can pass None while ``src`` decides, e.g. whether a cached run verified."""
+    if _world() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's picklable ``obj``, in rank order, on every rank (``[obj]`` in a single process)."""
     world = _world()

@@ -109,9 +109,11 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype (None: plain fp32) for ``runtime.precision`` on ``device``.
 
-    ``auto``: bf16 on GPUs that support it, fp16 (trained with a grad scaler) on older GPUs, fp32 on
-    CPU. An explicit ``bf16`` or ``fp16`` is honoured on CPU too (CPU autocast supports both; useful for
-    checking the mixed-precision path without a GPU), but ``bf16`` on a GPU without bf16 is an error.
+    ``auto``: bf16 where the GPU computes it natively (compute capability 8.0 or newer: A100, H100, ...),
+    fp16 (trained with a grad scaler) on older GPUs, fp32 on CPU. ``torch.cuda.is_bf16_supported()`` is not
+    the test: it is true on a V100 (7.0, the paper's GPU) too, where bf16 is emulated -- slow matmuls and no
+    fused attention. An explicit ``bf16`` or ``fp16`` is honoured on CPU too (CPU autocast supports both;
+    useful for checking the mixed-precision path without a GPU), but ``bf16`` on a GPU without bf16 is an error.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"runtime.precision={precision!r} must be one of {', '.join(PRECISIONS)}")
@@ -121,7 +123,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "auto":
         if not cuda:
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"runtime.precision='bf16' but {device} does not support bf16: use 'auto' (fp16 with a "
                           f"grad scaler there) or 'fp32'")

@@ -31,8 +31,8 @@ def fit(precision: str, steps: int = 30, compile: bool = False):
     return model, log
 
 
-def test_auto_precision_is_bf16_on_gpus_that_support_it():
-    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def test_auto_precision_is_bf16_on_gpus_that_compute_it_natively():
+    expected = torch.bfloat16 if torch.cuda.get_device_capability()[0] >= 8 else torch.float16
     assert resolve_precision("auto", CUDA) is expected
 
 

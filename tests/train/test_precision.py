@@ -27,10 +27,17 @@ def test_cpu_trains_in_fp32_unless_asked_otherwise():
     assert resolve_precision("fp16", CPU) is torch.float16
 
 
-@pytest.mark.parametrize("bf16_supported, expected", [(True, torch.bfloat16), (False, torch.float16)])
-def test_auto_on_a_gpu_is_bf16_where_supported_else_fp16(monkeypatch, bf16_supported, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
+@pytest.mark.parametrize("capability, expected", [
+    ((7, 0), torch.float16),   # V100, the paper's GPU: is_bf16_supported() says yes (emulated), auto says fp16
+    ((7, 5), torch.float16),   # T4
+    ((8, 0), torch.bfloat16),  # A100
+    ((9, 0), torch.bfloat16),  # H100 / H200
+])
+def test_auto_on_a_gpu_is_bf16_only_where_native_else_fp16(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation counts here: not the test
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
     assert resolve_precision("auto", CUDA) is expected
+    assert grad_scaler(resolve_precision("auto", CUDA), CPU).is_enabled() is (expected is torch.float16)
 
 
 def test_bf16_on_a_gpu_without_it_and_unknown_settings_are_errors(monkeypatch):

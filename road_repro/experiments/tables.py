@@ -177,10 +177,11 @@ def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[
         try:
             spec = load_table_spec(table)
             prof = _profile(profile, overrides, spec, seeds)
-            if output_dir is not None:
-                for problem in folder_problems(run_folders(output_dir, runs_dir, prof.name)):
-                    found.setdefault(problem, []).append(table)
-            preflight(spec, experiments.get(prof))
+            blocked = folder_problems(run_folders(output_dir, runs_dir, prof.name)) if output_dir is not None else []
+            for problem in blocked:
+                found.setdefault(problem, []).append(table)
+            if not blocked:  # the shared Experiment creates its runs folder
+                preflight(spec, experiments.get(prof))
         except ConfigProblems as exc:
             for problem in exc.problems:
                 found.setdefault(problem, []).append(table)

@@ -286,7 +286,8 @@ def test_every_model_run_names_where_its_data_files_came_from(results, shared_da
     lacking = []
     for run_id, cfg in _finished_runs(results):
         text = json.dumps(cfg)
-        if cfg["config"]["stage"] in MODEL_AND_DATA_STAGES and data_dir not in text and str(shared_data) not in text:
+        if cfg["config"]["stage"] in MODEL_AND_DATA_STAGES and data_dir not in text \
+                and not any(str(p) in text for p in (shared_data, shared_data.resolve())):
             lacking.append(run_id)
     assert not lacking, f"{len(lacking)} run configs name neither the data directory {data_dir} nor files: {lacking[:5]}"
 

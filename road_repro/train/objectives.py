@@ -7,6 +7,10 @@ cache, so the student never runs a teacher:
 
 * ``kd`` / ``weighted``: ``J = (1 - lam) * CE + lam * KL_T`` (Weighted KD only changes the teacher logits),
 * ``annealing``: cross-entropy against ``progress * onehot + (1 - progress) * softmax(teacher)``.
+
+``mask_padding`` (``features.span_padding: batch``) masks span logits at the batch's padding positions out of
+every softmax (student, teacher, label smoothing), so a window trains alike whatever it is padded to; off, every
+position of the window counts (the reference objective, ``span_padding: window``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from road_repro.distill import annealing_kd_loss, kd_loss
+from road_repro.distill.losses import cross_entropy
 
 
 @dataclass(frozen=True)
@@ -28,35 +33,44 @@ class Objective:
     lam: float = 0.9
     t2_scale: bool = True
     label_smoothing: float = 0.0
+    mask_padding: bool = False  # span logits: padding positions out of the softmax (set from features.span_padding)
 
     def settings(self) -> dict[str, object]:
         """The fields that change the loss (for run configs), so that e.g. a plain-CE run is the same run
-        whatever KD temperature the profile names, and a table's single models are also its teachers."""
+        whatever KD temperature the profile names, and a table's single models are also its teachers.
+        (``mask_padding`` follows ``features.span_padding``, which every run config records.)"""
         if self.distill is None:
             return {"distill": None, "label_smoothing": self.label_smoothing}
         if self.distill == "annealing":
             return {"distill": "annealing"}
-        return asdict(self)
+        out = asdict(self)
+        out.pop("mask_padding")
+        return out
 
 
-def _one(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor | None, progress: float) -> Tensor:
+def _one(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor | None, progress: float,
+         mask: Tensor | None = None) -> Tensor:
     if objective.distill is None:
-        return F.cross_entropy(logits, labels, label_smoothing=objective.label_smoothing)
+        if mask is None:
+            return F.cross_entropy(logits, labels, label_smoothing=objective.label_smoothing)
+        return cross_entropy(logits, labels, objective.label_smoothing, mask)
     if teacher is None:
         raise KeyError("distillation objective but the batch carries no teacher logits")
     if objective.distill == "annealing":
-        return annealing_kd_loss(logits, teacher, labels, progress)
+        return annealing_kd_loss(logits, teacher, labels, progress, mask)
     return kd_loss(
         logits, teacher, labels, objective.temperature, objective.lam,
-        t2_scale=objective.t2_scale, label_smoothing=objective.label_smoothing,
+        t2_scale=objective.t2_scale, label_smoothing=objective.label_smoothing, mask=mask,
     )
 
 
 def pass_losses(objective: Objective, out: dict[str, Tensor], batch: dict[str, Tensor], progress: float) -> dict[str, Tensor]:
     """Losses of one pass; ``total`` is what is back-propagated."""
     if "start_logits" in out:
-        start = _one(objective, out["start_logits"], batch["start_positions"], batch.get("teacher_start_logits"), progress)
-        end = _one(objective, out["end_logits"], batch["end_positions"], batch.get("teacher_end_logits"), progress)
+        mask = batch["attention_mask"] if objective.mask_padding else None
+        start = _one(objective, out["start_logits"], batch["start_positions"], batch.get("teacher_start_logits"),
+                     progress, mask)
+        end = _one(objective, out["end_logits"], batch["end_positions"], batch.get("teacher_end_logits"), progress, mask)
         return {"start": start, "end": end, "total": (start + end) / 2}
     loss = _one(objective, out["logits"], batch["labels"], batch.get("teacher_logits"), progress)
     return {"total": loss}

@@ -87,18 +87,21 @@ def predict_length_sorted(model: RoadModel, data: TaskData, split: Split, rows: 
                           device: torch.device, precision: str = "fp32") -> dict[str, Tensor]:
     """Head outputs of ``rows`` (consecutive) of ``split``, run in length-sorted groups padded per group, in row order.
 
-    Span logits come back ``[rows, max_seq_length]`` with :data:`PAD_LOGIT` past each group's width, the
+    Span logits come back ``[rows, max_seq_length]`` with :data:`PAD_LOGIT` on each window's padding, the
     layout of the reference path, so dev logits and soft-target files have the same shape either way.
     Under torchrun a group holds one batch per rank (:func:`road_repro.train.loop.predict` shards it).
     """
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     out: dict[str, Tensor] = {}
     for group in length_sorted_groups(rows, split.features.lengths, batch_size * world):
-        got = predict(model, data.batch(split, group, targets=False), data.task_type, batch_size, device, precision)
+        inputs = data.batch(split, group, targets=False)
+        got = predict(model, inputs, data.task_type, batch_size, device, precision)
         for key, value in got.items():
             if key not in out:
                 trailing = (data.features_cfg.max_seq_length,) if data.is_span else value.shape[1:]
                 out[key] = torch.full((len(rows), *trailing), PAD_LOGIT, dtype=value.dtype)
+            if data.is_span:
+                value = value.masked_fill(inputs["attention_mask"] == 0, PAD_LOGIT)
             out[key][group - rows[0], : value.shape[1]] = value
     return out
 

@@ -301,3 +301,61 @@ def gpu_hours(stage: Work, throughput: Throughput) -> float:
 def total_gpu_hours(stages: Iterable[Work], throughput: Throughput) -> float:
     """GPU-hours of several stages (each counted as given: pass every shared stage once)."""
     return sum(gpu_hours(stage, throughput) for stage in stages)
+
+
+# -- real and padded tokens (features.span_padding) ------------------------------------------------------------
+#
+# A stage is priced by the tokens it runs, padding included. With ``span_padding: window`` every span-QA
+# window runs at ``max_seq_length``; with ``batch`` a window runs at the longest window of its batch, which is
+# the window's real length times a padding factor that depends on how batches are formed. The factors were
+# measured on SQuAD 2.0 dev windows (every third question, 3,990 windows at 512/128, packaged MiniLM WordPiece
+# tokenizer, mean 180.5 real tokens): length-grouped training batches of 32 (HF ``get_length_grouped_indices``,
+# :class:`road_repro.data.batching.LengthGroupedBatches`) pad 4.8 %, length-sorted inference groups of 64 pad
+# 2.0 %, shuffled batches of 128 (an MTL pass at batch 512 / pass_step 4) run 2.72x the real tokens. They are
+# applied to every span dataset (an assumption for the others) and capped at ``max_seq_length``. Sentence pairs
+# are counted at ``max_pair_length`` (their lengths are not documented; an upper bound, as before).
+
+#: Padded tokens / real tokens of span windows, by how their batches are formed (measured, see above).
+PADDING_FACTOR = {"grouped": 1.048, "sorted": 1.020, "shuffled": 2.72}
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Tokens a stage runs: ``real`` ones and ``padded`` (what the encoder computes, real ones included)."""
+
+    real: float = 0.0
+    padded: float = 0.0
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(self.real + other.real, self.padded + other.padded)
+
+    def __mul__(self, rows: float) -> Tokens:
+        return Tokens(self.real * rows, self.padded * rows)
+
+    @property
+    def padding_share(self) -> float:
+        """The share of the computed tokens that is padding (0 when nothing runs)."""
+        return 1.0 - self.real / self.padded if self.padded else 0.0
+
+
+def window_tokens(context_tokens: float | None, max_seq_length: int, doc_stride: int,
+                  max_query_length: int) -> float | None:
+    """Mean real tokens of a span-QA window for a mean context of ``context_tokens`` word-level tokens: the
+    question and special tokens plus the context word pieces the windows hold (overlaps counted in every
+    window that holds them), shared over :func:`windows_per_example` windows. None for an unknown length.
+    (SQuAD 2.0 dev at 512/128: 183 estimated from 137 context tokens, 180.5 measured.)"""
+    if not context_tokens:
+        return None
+    windows = windows_per_example(context_tokens, max_seq_length, doc_stride, max_query_length)
+    held = context_tokens * WORDPIECES_PER_TOKEN + (windows - 1) * doc_stride
+    return min(float(max_seq_length), min(QUESTION_PIECES, max_query_length) + SPECIAL_TOKENS + held / windows)
+
+
+def row_tokens(real: float | None, max_len: int, per_batch: bool, batching: str) -> Tokens:
+    """Real and padded tokens of one row of mean ``real`` tokens (None: unknown, counted as ``max_len``):
+    padded to ``max_len`` unless ``per_batch``, else by the :data:`PADDING_FACTOR` of ``batching``."""
+    if real is None:
+        return Tokens(float(max_len), float(max_len))
+    if not per_batch:
+        return Tokens(real, float(max_len))
+    return Tokens(real, min(float(max_len), real * PADDING_FACTOR[batching]))

@@ -44,7 +44,7 @@ from road_repro.errors import ConfigError
 from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash
 from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
-from road_repro.models.encoder import TINY_PRESETS, load_tokenizer, tokenization_difference
+from road_repro.models.encoder import TINY_PRESETS, attention_kind, load_tokenizer, tokenization_difference
 from road_repro.models.model import RoadModel, build_model, load_weights, save_weights
 from road_repro.train.hidden_kd import attach_hidden_kd, make_hidden_kd_loss_fn
 from road_repro.train.loop import EpochBatches, Pass, predict, resolve_device, train
@@ -451,7 +451,8 @@ class Experiment:
                 loss_objective, total, optim, path,
                 f"{task} seed {seed} {objective.distill or 'ce'}{' + hidden-state KD' if hidden else ''}", loss_fn,
             )
-            metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"]}
+            metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"],
+                                       "attention": attention_kind(model.encoder)}
             if data.dev is not None:
                 logits = self._predict(model, data, data.dev)
                 atomic_write(path / "dev_logits.safetensors", lambda tmp: save_file(logits, str(tmp)))
@@ -594,6 +595,7 @@ class Experiment:
             for step in range(m.optim.steps):
                 for d in sampler(step):
                     counts[d.dataset] = counts.get(d.dataset, 0) + 1
-            return {"steps": m.optim.steps, "final_loss": log[-1]["total"], "passes_per_dataset": counts}
+            return {"steps": m.optim.steps, "final_loss": log[-1]["total"], "passes_per_dataset": counts,
+                    "attention": attention_kind(model.encoder)}
 
         return self.store.run("mtl", config, make, self._sources(*(mtl_task(n) for n in names)))

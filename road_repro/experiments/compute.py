@@ -16,9 +16,11 @@ forward-only work weighted by :data:`FORWARD_COST`, and GPU-hours are that cost 
   ELECTRA-large (24 x 1024, 4096) has 302M of them, ELECTRA-base (12 x 768, 3072) 85M: a base model
   costs 1/3.55 of a large one per token. ALBERT shares its weights across layers but still computes every
   layer, so ALBERT-xlarge (24 x 2048, 8192) counts 1.2G.
-* *Tokens per example* are the padded length the loop runs: ``max_seq_length`` for span-QA windows (fixed
-  length), ``max_pair_length`` for sentence(-pair) classification (dynamically padded per batch, so an
-  upper bound). A span-QA example longer than one window becomes several (:func:`windows_per_example`).
+* *Tokens per example* are the padded length the loop runs: for span-QA windows ``max_seq_length`` with
+  ``features.span_padding: window``, else their real length times the padding of their batches (see "real
+  and padded tokens" below: :func:`window_tokens`, :func:`row_tokens`); ``max_pair_length`` for
+  sentence(-pair) classification (dynamically padded per batch, so an upper bound). A span-QA example longer
+  than one window becomes several (:func:`windows_per_example`).
 * *Forward-only passes* cost :data:`FORWARD_COST` = 1/3 of a training step (a backward pass is about
   twice a forward pass).
 * *The default throughput* (:func:`paper_default`) comes from the paper: ROaD's MTL, 50,000 steps at batch

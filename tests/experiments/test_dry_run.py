@@ -166,9 +166,30 @@ def test_paper_dry_run_of_every_table_needs_no_hub(tmp_path, no_network, capsys)
 
 
 def test_paper_mtl_is_the_papers_96_v100_hours_at_512_token_pairs(tmp_path, no_network):
-    plan = build_plan(["table4"], "paper", overrides=["features.max_pair_length=512"], output_dir=tmp_path)
+    # every example padded to 512, as the reference code runs it (span windows: span_padding=window)
+    plan = build_plan(["table4"], "paper", overrides=["features.max_pair_length=512", "features.span_padding=window"],
+                      output_dir=tmp_path)
     (road,) = [s for s in plan["stages"].values() if s["what"] == "road MTL on large, pass_step 4, 9 datasets"]
     assert road["gpu_hours"] == pytest.approx(96.0, rel=1e-6)
+    assert road["padded_tokens"] == pytest.approx(50_000 * 512 * 512, rel=1e-6)
+
+
+def test_per_batch_span_padding_prices_stages_by_the_tokens_they_run(tmp_path, no_network):
+    plans = {mode: build_plan(["table5"], "paper", overrides=[f"features.span_padding={mode}"],
+                              output_dir=tmp_path / mode) for mode in ("window", "batch")}
+    window, batch = (plans[m]["stages"] for m in ("window", "batch"))
+    assert window.keys() != batch.keys()  # span_padding is in every run config: other run ids
+    by_what = {mode: {s["what"]: s for s in plans[mode]["stages"].values()} for mode in plans}
+    squad = [w for w, s in by_what["window"].items() if w.startswith("squad_v2 on large") and s["kind"] == "finetune"]
+    assert squad
+    for what in squad:
+        old, new = by_what["window"][what], by_what["batch"][what]
+        assert new["real_tokens"] == pytest.approx(old["real_tokens"])  # the same real tokens ...
+        assert new["padded_tokens"] < 0.5 * old["padded_tokens"]  # ... less than half the computed ones
+        assert new["gpu_hours"] / old["gpu_hours"] == pytest.approx(new["padded_tokens"] / old["padded_tokens"])
+        assert new["padding_share"] < 0.05 < 0.5 < old["padding_share"]
+    assert plans["batch"]["gpu_hours"]["total"] < plans["window"]["gpu_hours"]["total"]
+    assert plans["batch"]["tokens"]["padding_share"] < plans["window"]["tokens"]["padding_share"]
 
 
 def test_a_settings_error_exits_2_naming_the_setting(tmp_path, no_network, capsys):

@@ -38,15 +38,19 @@ from road_repro.train.objectives import Objective, pass_losses
 SHARED = Path("/work/shared/data")
 
 
-def article_split(data_dir: Path, train_questions: int, dev_questions: int) -> tuple[list, list]:
-    """Questions of the first dev articles (up to ``train_questions``) and of the articles after them."""
+def article_split(data_dir: Path, train_questions: int, dev_questions: int,
+                  answerable_only: bool = False) -> tuple[list, list]:
+    """Questions of the first dev articles (up to ``train_questions``; with ``answerable_only`` only answerable
+    ones) and of the articles after them (all of them)."""
     examples = {ex.id: ex for ex in load_examples("squad_v2", "dev", data_dir=data_dir)}
     articles = json.loads((data_dir / "squad2" / "dev-v2.0.json").read_text())["data"]
     train, dev = [], []
     for article in articles:
         ids = [qa["id"] for p in article["paragraphs"] for qa in p["qas"]]
-        target = train if len(train) < train_questions and not dev else dev
-        target.extend(examples[i] for i in ids)
+        if len(train) < train_questions and not dev:
+            train.extend(examples[i] for i in ids if not (answerable_only and examples[i].is_impossible))
+        else:
+            dev.extend(examples[i] for i in ids)
     return train[:train_questions], dev[:dev_questions]
 
 
@@ -96,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--answerable-only", action="store_true",
+                        help="train on answerable questions only (a few hundred questions teach a model spans this "
+                             "way; with SQuAD 2.0's half unanswerable ones it first learns to answer nothing)")
     parser.add_argument("--out", type=Path, default=Path("results/span_padding_evidence.csv"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(ModelConfig(name_or_path="minilm"))
-    train_ex, dev_ex = article_split(args.data_dir, args.train_questions, args.dev_questions)
+    train_ex, dev_ex = article_split(args.data_dir, args.train_questions, args.dev_questions, args.answerable_only)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         store = FeatureStore(Path(tmp))
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 pd.DataFrame(rows).to_csv(args.out, index=False)
     table = pd.DataFrame(rows)
-    for metric in ("f1", "best_f1"):
+    for metric in ("f1", "best_f1", "HasAns_f1"):
         for mode, group in table.groupby("span_padding"):
             values = group[metric].tolist()
             print(f"{mode}: {metric} mean {statistics.mean(values):.2f}, seed sd {statistics.pstdev(values):.2f}, "

@@ -277,16 +277,13 @@ class Experiment:
         """
         for lo in range(0, len(split), PREDICT_CHUNK):
             rows = torch.arange(lo, min(lo + PREDICT_CHUNK, len(split)))
-            if data.per_batch:
-                yield lo, self._predict_sorted(model, data, split, rows)
+            if data.per_batch:  # windows sorted by length, padded per batch, back in row order
+                yield lo, predict_length_sorted(model, data, split, rows, self.profile.finetune.eval_batch_size,
+                                                self.device, self.profile.runtime.precision)
                 continue
             inputs = data.batch(split, rows, targets=False)
             yield lo, predict(model, inputs, data.task_type, self.profile.finetune.eval_batch_size, self.device,
                               self.profile.runtime.precision)
-
-    def _predict_sorted(self, model: RoadModel, data: TaskData, split: Split, rows: Tensor) -> dict[str, Tensor]:
-        return predict_length_sorted(model, data, split, rows, self.profile.finetune.eval_batch_size, self.device,
-                                     self.profile.runtime.precision)
 
     def _predict(self, model: RoadModel, data: TaskData, split: Split) -> dict[str, Tensor]:
         """Head outputs over every row of ``split``, concatenated (dev sets; training sets stream, see

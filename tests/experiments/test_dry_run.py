@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import socket
 import time
 
@@ -179,14 +180,16 @@ def test_per_batch_span_padding_prices_stages_by_the_tokens_they_run(tmp_path, n
                               output_dir=tmp_path / mode) for mode in ("window", "batch")}
     window, batch = (plans[m]["stages"] for m in ("window", "batch"))
     assert window.keys() != batch.keys()  # span_padding is in every run config: other run ids
-    by_what = {mode: {s["what"]: s for s in plans[mode]["stages"].values()} for mode in plans}
+    by_what = {mode: {re.sub(r"-[0-9a-f]{16}", "", s["what"]): s for s in plans[mode]["stages"].values()}
+               for mode in plans}  # (without the run ids a stage's description names)
     squad = [w for w, s in by_what["window"].items() if w.startswith("squad_v2 on large") and s["kind"] == "finetune"]
     assert squad
     for what in squad:
         old, new = by_what["window"][what], by_what["batch"][what]
         assert new["real_tokens"] == pytest.approx(old["real_tokens"])  # the same real tokens ...
         assert new["padded_tokens"] < 0.5 * old["padded_tokens"]  # ... less than half the computed ones
-        assert new["gpu_hours"] / old["gpu_hours"] == pytest.approx(new["padded_tokens"] / old["padded_tokens"])
+        # priced by computed tokens (within 1 %: dev scoring is forward-only work, at another padding factor)
+        assert new["gpu_hours"] / old["gpu_hours"] == pytest.approx(new["padded_tokens"] / old["padded_tokens"], rel=0.01)
         assert new["padding_share"] < 0.05 < 0.5 < old["padding_share"]
     assert plans["batch"]["gpu_hours"]["total"] < plans["window"]["gpu_hours"]["total"]
     assert plans["batch"]["tokens"]["padding_share"] < plans["window"]["tokens"]["padding_share"]

@@ -11,8 +11,8 @@ Five configurations per task:
 
 * ``ours_stage`` -- what the finetune stage itself runs, not a bench variant: the split in a feature store
   (:class:`road_repro.data.feature_store.FeatureStore`), batches from ``TaskData.batch`` in the stage's order
-  (``Experiment._epoch_batches``: length-grouped for span QA, shuffled for pairs), span windows padded per batch
-  with the masked span objective (``features.span_padding: batch``, the default), pairs padded per batch;
+  (``Experiment._epoch_batches``: length-grouped), every row padded per batch, span windows with the masked span
+  objective (``features.span_padding: batch``, the default);
 * ``ours_padded`` -- :func:`road_repro.train.loop.train` on fixed-length rows with :class:`EpochBatches`
   (what the finetune stage runs for QA with ``features.span_padding: window``);
 * ``ours_dynamic`` -- our loop with length-grouped batches (:class:`benchmarks.common.LengthGroupedBatches`)

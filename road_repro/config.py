@@ -97,8 +97,9 @@ class FeatureConfig:
     null_score_diff_threshold: float = 0.0
     answer_selection: str = "reference"  # SQuAD n-best over the whole window (reference) or the context only
     max_pair_length: int = 128  # sentence(-pair) classification, dynamically padded per batch
-    # span QA: "batch" pads windows per length-grouped batch with padding masked out of the span softmax;
-    # "window" pads every window to max_seq_length and normalises over all its positions (reference code)
+    # "batch": span windows padded per batch with padding masked out of the span softmax, and finetuning batches
+    # (windows and pairs) length-grouped; "window": the reference code's span objective and order -- every window
+    # padded to max_seq_length, the softmax over all its positions, shuffled batches
     span_padding: str = "batch"
 
 

@@ -301,8 +301,9 @@ class Experiment:
 
     @staticmethod
     def _epoch_batches(data: TaskData, batch_size: int, seed: int) -> EpochBatches | LengthGroupedBatches:
-        """Training minibatches of a stage: length-grouped for span QA padded per batch, else shuffled."""
-        if data.is_span and data.per_batch:
+        """Training minibatches of a finetune stage: length-grouped with ``features.span_padding: batch`` (every
+        row padded per batch, span windows and pairs alike), else shuffled (the reference code's order)."""
+        if data.per_batch:
             return LengthGroupedBatches(data.train.features.lengths, batch_size, seed)
         return EpochBatches(len(data.train), batch_size, seed)
 

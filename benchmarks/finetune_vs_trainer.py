@@ -11,8 +11,8 @@ Five configurations per task:
 
 * ``ours_stage`` -- what the finetune stage itself runs, not a bench variant: the split in a feature store
   (:class:`road_repro.data.feature_store.FeatureStore`), batches from ``TaskData.batch`` in the stage's order
-  (``Experiment._epoch_batches``: length-grouped), every row padded per batch, span windows with the masked span
-  objective (``features.span_padding: batch``, the default);
+  (:func:`road_repro.experiments.stages.training_batches`: length-grouped), every row padded per batch, span
+  windows with the masked span objective (``features.span_padding: batch``, the default);
 * ``ours_padded`` -- :func:`road_repro.train.loop.train` on fixed-length rows with :class:`EpochBatches`
   (what the finetune stage runs for QA with ``features.span_padding: window``);
 * ``ours_dynamic`` -- our loop with length-grouped batches (:class:`benchmarks.common.LengthGroupedBatches`)
@@ -87,7 +87,7 @@ from road_repro.config import FeatureConfig
 from road_repro.data.feature_store import FeatureSpec, FeatureStore, StoredFeatures
 from road_repro.data.features import pad_collate, pair_features
 from road_repro.errors import DataError
-from road_repro.experiments.stages import Experiment
+from road_repro.experiments.stages import training_batches
 from road_repro.experiments.tasks import Split, TaskData
 from road_repro.models.model import RoadModel
 from road_repro.train.loop import EpochBatches, Pass
@@ -205,7 +205,7 @@ def stage_task(inputs: TaskInputs, settings: BenchSettings, sizes: Sizes, root: 
 
 def stage_run(data: TaskData, batch_size: int, seed: int) -> tuple[Callable[[int], list[Pass]], Callable]:
     """The finetune stage's step source and loss for ``data`` (as ``Experiment.finetune`` builds them)."""
-    batches = Experiment._epoch_batches(data, batch_size, seed)
+    batches = training_batches(data, batch_size, seed)
     objective = Objective(mask_padding=data.is_span and data.per_batch)
     return (lambda step: [Pass(data.task_type, data.name, data.batch(data.train, batches(step)))],
             lambda out, p, progress: pass_losses(objective, out, p.batch, progress))

@@ -28,7 +28,7 @@ import torch
 from road_repro.config import FeatureConfig, ModelConfig, OptimConfig
 from road_repro.data.feature_store import FeatureSpec, FeatureStore
 from road_repro.data.registry import load_examples
-from road_repro.experiments.stages import Experiment, predict_length_sorted, set_seed
+from road_repro.experiments.stages import predict_length_sorted, set_seed, training_batches
 from road_repro.experiments.tasks import Split, TaskData
 from road_repro.models.encoder import load_tokenizer
 from road_repro.models.model import build_model
@@ -65,7 +65,7 @@ def run_one(mode: str, seed: int, args, tok, store: FeatureStore, train_ex: list
     set_seed(seed)
     model = build_model(ModelConfig(name_or_path="minilm"), len(tok), {"mrc": "span"})
     optim = OptimConfig(lr=args.lr, batch_size=args.batch_size, epochs=1, layerwise_lr_decay=0.9, warmup_ratio=0.1)
-    batches = Experiment._epoch_batches(data, args.batch_size, seed)
+    batches = training_batches(data, args.batch_size, seed)
     objective = Objective(mask_padding=data.per_batch)
     device = torch.device("cpu")
     started = time.time()

@@ -106,6 +106,14 @@ def predict_length_sorted(model: RoadModel, data: TaskData, split: Split, rows: 
     return out
 
 
+def training_batches(data: TaskData, batch_size: int, seed: int) -> EpochBatches | LengthGroupedBatches:
+    """Training minibatches of a finetune stage: length-grouped with ``features.span_padding: batch`` (every row
+    padded per batch, span windows and pairs alike), else shuffled (the reference code's order)."""
+    if data.per_batch:
+        return LengthGroupedBatches(data.train.features.lengths, batch_size, seed)
+    return EpochBatches(len(data.train), batch_size, seed)
+
+
 def teacher_keys(data: TaskData) -> tuple[str, ...]:
     """The head outputs a teacher caches for a task."""
     return ("start_logits", "end_logits") if data.is_span else ("logits",)
@@ -299,14 +307,6 @@ class Experiment:
         """Span windows padded per batch with the masked span objective (``features.span_padding: batch``)."""
         return self.profile.features.span_padding == "batch"
 
-    @staticmethod
-    def _epoch_batches(data: TaskData, batch_size: int, seed: int) -> EpochBatches | LengthGroupedBatches:
-        """Training minibatches of a finetune stage: length-grouped with ``features.span_padding: batch`` (every
-        row padded per batch, span windows and pairs alike), else shuffled (the reference code's order)."""
-        if data.per_batch:
-            return LengthGroupedBatches(data.train.features.lengths, batch_size, seed)
-        return EpochBatches(len(data.train), batch_size, seed)
-
     def _score(self, data: TaskData, logits: dict[str, Tensor], path: Path) -> dict[str, Any]:
         metrics, saved = data.score(data.dev, logits)
         for name, obj in saved.items():
@@ -442,7 +442,7 @@ class Experiment:
                 teacher = self._load_finished(teachers[0], teacher_model or model_key, self.task(task, teacher_model or model_key))
                 loss_fn = make_hidden_kd_loss_fn(loss_objective, attach_hidden_kd(model, teacher, hidden.last_layer_only),
                                                  teacher, hidden.weight)
-            batches = self._epoch_batches(data, optim.batch_size, seed)
+            batches = training_batches(data, optim.batch_size, seed)
             total = optim.steps or math.ceil(optim.epochs * batches.steps_per_epoch)
             log = self._train(
                 model, lambda step: [Pass(data.task_type, task, data.batch(data.train, batches(step), extra))],

@@ -7,10 +7,14 @@ and precision, on two tasks:
   (:func:`road_repro.data.features.qa_features`), span head;
 * ``mnli_pairs`` -- MNLI-style sentence pairs truncated to ``max_seq_length``, 3-class head.
 
-Four configurations per task:
+Five configurations per task:
 
+* ``ours_stage`` -- what the finetune stage itself runs, not a bench variant: the split in a feature store
+  (:class:`road_repro.data.feature_store.FeatureStore`), batches from ``TaskData.batch`` in the stage's order
+  (:func:`road_repro.experiments.stages.training_batches`: length-grouped), every row padded per batch, span
+  windows with the masked span objective (``features.span_padding: batch``, the default);
 * ``ours_padded`` -- :func:`road_repro.train.loop.train` on fixed-length rows with :class:`EpochBatches`
-  (what the finetune stage runs for QA today);
+  (what the finetune stage runs for QA with ``features.span_padding: window``);
 * ``ours_dynamic`` -- our loop with length-grouped batches (:class:`benchmarks.common.LengthGroupedBatches`)
   padded per batch: :func:`pad_collate` for pairs, :func:`benchmarks.common.trim_padding` for QA windows;
 * ``trainer_default`` -- ``transformers.Trainer`` as the HF example scripts run it by default
@@ -20,14 +24,16 @@ Four configurations per task:
   length grouping (``train_sampling_strategy="group_by_length"``, formerly ``group_by_length=True``).
 
 The Trainer trains the same RoadModel behind :class:`TrainerModel` (keyword inputs and labels in, the same
-loss as our loop out) with its default optimizer implementation. Goals (reported, not asserted): our best
->= 1.0x the best Trainer configuration, and >= 1.5x the default one on MNLI-style pairs.
+loss as our loop out) with its default optimizer implementation. Goals (reported, not asserted, in
+``benchmarks/run_all.py``'s headline): ``ours_stage`` >= 1.0x the best Trainer configuration and >= 1.5x the
+default one, on both tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+from pathlib import Path
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -65,6 +71,7 @@ from benchmarks.common import (
     pair_examples,
     parser,
     print_table,
+    qa_examples,
     qa_training_features,
     settings_from_args,
     summarize,
@@ -76,13 +83,18 @@ from benchmarks.common import (
     unpadded_rows,
     write_csv,
 )
+from road_repro.config import FeatureConfig
+from road_repro.data.feature_store import FeatureSpec, FeatureStore, StoredFeatures
 from road_repro.data.features import pad_collate, pair_features
+from road_repro.errors import DataError
+from road_repro.experiments.stages import training_batches
+from road_repro.experiments.tasks import Split, TaskData
 from road_repro.models.model import RoadModel
 from road_repro.train.loop import EpochBatches, Pass
 from road_repro.train.objectives import Objective, pass_losses
 
 NAME = "finetune_vs_trainer"
-CONFIGS = ("ours_padded", "ours_dynamic", "trainer_default", "trainer_dynamic")
+CONFIGS = ("ours_stage", "ours_padded", "ours_dynamic", "trainer_default", "trainer_dynamic")
 COLUMNS = ("task", "config", "examples_per_s", "tokens_per_s", "pad_fraction", "step_ms", "peak_mem_mb",
            "vs_trainer_default", "vs_trainer_best")
 
@@ -171,6 +183,32 @@ def dynamic_source(inputs: TaskInputs, batch_size: int, seed: int, pad_token_id:
                                   trim_padding({k: v[batches(step)] for k, v in inputs.padded.items()}))]
     return lambda step: [Pass(inputs.head, inputs.task,
                               pad_collate([inputs.rows[i] for i in batches(step).tolist()], pad_token_id))]
+
+
+def stage_task(inputs: TaskInputs, settings: BenchSettings, sizes: Sizes, root: Path) -> TaskData:
+    """The task as the finetune stage holds it (default ``FeatureConfig``, so ``span_padding: batch``): the same
+    examples tokenized into a feature store under ``root``, cut to the benchmark's rows."""
+    if inputs.head_kind == "span":
+        examples, _ = qa_examples(settings, sizes.qa_examples)
+        spec = FeatureSpec("span", sizes.qa_length, sizes.doc_stride, sizes.max_query_length)
+    else:
+        examples, _ = pair_examples(settings, sizes.pair_examples)
+        spec = FeatureSpec("pair", sizes.pair_length)
+    stored = FeatureStore(root).get(examples, tokenizer_for(settings), spec, inputs.task)
+    if len(stored) < len(inputs):
+        raise DataError(f"{inputs.task}: the feature store holds {len(stored)} rows, the benchmark {len(inputs)}")
+    cut = StoredFeatures(stored.dataset.select(range(len(inputs))).flatten_indices(), stored.manifest, stored.path)
+    features = FeatureConfig(max_seq_length=sizes.qa_length, doc_stride=sizes.doc_stride,
+                             max_query_length=sizes.max_query_length, max_pair_length=sizes.pair_length)
+    return TaskData(inputs.task, inputs.head, Split(examples, stored.fingerprint, lambda: cut), None, features)
+
+
+def stage_run(data: TaskData, batch_size: int, seed: int) -> tuple[Callable[[int], list[Pass]], Callable]:
+    """The finetune stage's step source and loss for ``data`` (as ``Experiment.finetune`` builds them)."""
+    batches = training_batches(data, batch_size, seed)
+    objective = Objective(mask_padding=data.is_span and data.per_batch)
+    return (lambda step: [Pass(data.task_type, data.name, data.batch(data.train, batches(step)))],
+            lambda out, p, progress: pass_losses(objective, out, p.batch, progress))
 
 
 # -- the Trainer ---------------------------------------------------------------------------------------------
@@ -270,13 +308,22 @@ def measure_trainer(
 # -- the benchmark -------------------------------------------------------------------------------------------
 
 
-def bench_task(inputs: TaskInputs, settings: BenchSettings, warmup: int) -> pd.DataFrame:
-    """All four configurations of one task, interleaved and repeated; one row per configuration."""
+def bench_task(inputs: TaskInputs, settings: BenchSettings, sizes: Sizes) -> pd.DataFrame:
+    """All five configurations of one task, interleaved and repeated; one row per configuration."""
     template = build(settings, {inputs.head: inputs.head_kind}, settings.seed)
-    bs, seed = inputs.batch_size, settings.seed
+    bs, seed, warmup = inputs.batch_size, settings.seed, sizes.warmup
     total = warmup + len(inputs) // bs  # one epoch timed
     pad_id = tokenizer_for(settings).pad_token_id
+    with tempfile.TemporaryDirectory() as root:
+        stage = stage_task(inputs, settings, sizes, Path(root))
+        return _bench_task(inputs, settings, template, stage, total, warmup, pad_id)
+
+
+def _bench_task(inputs: TaskInputs, settings: BenchSettings, template: RoadModel, stage: TaskData, total: int,
+                warmup: int, pad_id: int) -> pd.DataFrame:
+    bs, seed = inputs.batch_size, settings.seed
     runs = {
+        "ours_stage": lambda: measure_loop(fresh(template), *stage_run(stage, bs, seed), total, warmup, bs, settings),
         "ours_padded": lambda: measure_loop(fresh(template), padded_source(inputs, bs, seed), loss_fn, total, warmup,
                                             bs, settings),
         "ours_dynamic": lambda: measure_loop(fresh(template), dynamic_source(inputs, bs, seed, pad_id), loss_fn,
@@ -319,7 +366,7 @@ def run(settings: BenchSettings) -> pd.DataFrame:
     """Both tasks; returns the tidy frame (one row per task and configuration)."""
     sizes = QUICK if settings.quick else FULL
     with benchmark_process(settings), quiet_libraries():
-        frames = [bench_task(make(settings, sizes), settings, sizes.warmup) for make in (pair_inputs, qa_inputs)]
+        frames = [bench_task(make(settings, sizes), settings, sizes) for make in (pair_inputs, qa_inputs)]
     return pd.concat(frames, ignore_index=True)
 
 

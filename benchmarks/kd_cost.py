@@ -1,7 +1,8 @@
 """Benchmark 2: what knowledge distillation costs per training step, cached soft targets vs online teachers.
 
-On SQuAD-style span QA (the task of paper Table 5), with the finetune stage's fixed-length windows and
-shuffled epochs, three ways to train one student:
+On SQuAD-style span QA (the task of paper Table 5), with the finetune stage's batches (length-grouped windows
+padded per batch, padding masked out of every span softmax: ``features.span_padding: batch``), three ways to
+train one student:
 
 * ``ce`` -- plain cross-entropy (the baseline step);
 * ``kd_cached`` -- the KD objective (T = 5, lambda = 0.9) against the mean of 3 teachers' logits taken from
@@ -37,15 +38,17 @@ from benchmarks.common import (
     summary_row,
     write_csv,
 )
+from road_repro.data.batching import LengthGroupedBatches
 from road_repro.distill import mean_teacher_logits
 from road_repro.models.model import RoadModel
-from road_repro.train.loop import EpochBatches, LossFn, Pass, forward, predict
+from road_repro.train.loop import LossFn, Pass, forward, predict
 from road_repro.train.objectives import Objective, pass_losses
 
 NAME = "kd_cost"
 HEAD = "mrc"
 N_TEACHERS = 3
-KD = Objective(distill="kd", temperature=5.0, lam=0.9)
+KD = Objective(distill="kd", temperature=5.0, lam=0.9, mask_padding=True)
+CE = Objective(mask_padding=True)
 CONFIGS = ("ce", "kd_cached", "kd_online_3")
 COLUMNS = ("config", "examples_per_s", "step_ms", "cost_vs_ce", "peak_mem_mb")
 SPAN_LOGITS = ("start_logits", "end_logits")
@@ -76,7 +79,7 @@ def cached_targets(
 
 def ce_loss(out: dict[str, Tensor], p: Pass, progress: float) -> dict[str, Tensor]:
     """Plain cross-entropy against the gold spans."""
-    return pass_losses(Objective(), out, p.batch, progress)
+    return pass_losses(CE, out, p.batch, progress)
 
 
 def cached_kd_loss(out: dict[str, Tensor], p: Pass, progress: float) -> dict[str, Tensor]:
@@ -97,9 +100,17 @@ def online_loss(teachers: Sequence[RoadModel]) -> LossFn:
 
 
 def source(features: dict[str, Tensor], batch_size: int, seed: int) -> Callable[[int], list[Pass]]:
-    """Fixed-length windows in shuffled epochs, as the finetune stage trains on them."""
-    batches = EpochBatches(len(features["input_ids"]), batch_size, seed)
-    return lambda step: [Pass(HEAD, "squad", {k: v[batches(step)] for k, v in features.items()})]
+    """Length-grouped windows padded to their batch's longest (cached teacher logits cut alike), as the
+    finetune stage trains on them."""
+    lengths = features["attention_mask"].sum(1)
+    batches = LengthGroupedBatches(lengths.tolist(), batch_size, seed)
+
+    def step(k: int) -> list[Pass]:
+        rows = batches(k)
+        width = int(lengths[rows].max())
+        return [Pass(HEAD, "squad", {key: v[rows][:, :width] if v.dim() == 2 else v[rows] for key, v in features.items()})]
+
+    return step
 
 
 def run(settings: BenchSettings) -> pd.DataFrame:

@@ -105,7 +105,14 @@ class FeatureConfig:
     null_score_diff_threshold: float = 0.0
     answer_selection: str = "reference"  # SQuAD n-best over the whole window (reference) or the context only
     max_pair_length: int = 128  # sentence(-pair) classification, dynamically padded per batch
+    # "batch": span windows padded per batch with padding masked out of the span softmax, and finetuning batches
+    # (windows and pairs) length-grouped; "window": the reference code's span objective and order -- every window
+    # padded to max_seq_length, the softmax over all its positions, shuffled batches
+    span_padding: str = "batch"
 
+
+#: How span-QA windows are padded (FeatureConfig.span_padding).
+SPAN_PADDINGS = ("batch", "window")
 
 #: Layer-wise LR decay conventions: "road" (top layer lr*decay) or "electra" (top layer lr*decay**2, as in
 #: ELECTRA's reference code); road_repro.train.optim documents both.
@@ -636,6 +643,8 @@ def profile_problems(p: ProfileConfig, table: TableSpec | None = None) -> list[s
     if f.max_query_length > 0 and f.doc_stride >= f.max_seq_length - f.max_query_length - 3:
         problems.append(f"features.doc_stride={f.doc_stride} leaves no room: it must be < max_seq_length - "
                         f"max_query_length - 3 = {f.max_seq_length - f.max_query_length - 3}")
+    if f.span_padding not in SPAN_PADDINGS:
+        problems.append(f"features.span_padding={f.span_padding!r} must be one of {', '.join(SPAN_PADDINGS)}")
     if f.answer_selection not in ("reference", "context"):
         problems.append(f"features.answer_selection={f.answer_selection!r} must be reference or context")
     if p.runtime.precision not in ("fp32", "bf16", "fp16", "auto"):

@@ -18,10 +18,11 @@ What is stored, per window (the compact layout):
   offsets (``offset_start`` / ``offset_end``) only for splits that are *scored* (dev), not for training;
 * classification: ``labels`` (``int16``).
 
-Batches come back exactly as the in-memory path made them (so training is bit-identical): span QA windows
-padded to ``max_seq_length`` -- the span loss normalises over every position of the window, as in BERT's and
-ELECTRA's reference code and HF ``run_qa.py``, so per-batch padding would change the objective -- and
-sentence pairs padded to the longest row of the batch.
+Batches come back as the in-memory path made them (so training is bit-identical): sentence pairs padded to the
+longest row of the batch; span QA windows padded to ``max_seq_length`` (``per_batch=False``: the reference
+objective, whose span softmax runs over every position of the window, as in BERT's and ELECTRA's code and HF
+``run_qa.py``) or, with ``per_batch=True`` (``features.span_padding: batch``, whose loss masks padding out), to
+the longest window of the batch. The stored layout is the same either way.
 
 Cache key and integrity: a split's *fingerprint* hashes its examples, the tokenizer's identity (its full
 serialized definition: vocabulary, normaliser, pre-tokenizer, post-processor -- not its name, so ELECTRA-large
@@ -252,11 +253,17 @@ class StoredFeatures:
     def fingerprint(self) -> str:
         return self.manifest["fingerprint"]
 
-    def batch(self, rows: Tensor | Sequence[int], targets: bool = True) -> dict[str, Tensor]:
-        """Model inputs (and, with ``targets``, labels) of ``rows``, as the in-memory path padded them."""
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Real tokens of every row, int64 ``[rows]`` (length grouping, sorted inference, token counts)."""
+        return pc.list_value_length(self.dataset.data.column("input_ids")).to_numpy().astype(np.int64)
+
+    def batch(self, rows: Tensor | Sequence[int], targets: bool = True, per_batch: bool = False) -> dict[str, Tensor]:
+        """Model inputs (and, with ``targets``, labels) of ``rows``, as the in-memory path padded them; span
+        windows to ``max_seq_length``, or with ``per_batch`` to the longest of ``rows``."""
         index = torch.as_tensor(rows, dtype=torch.long).tolist()
         table: pa.Table = self._table[index]
-        width = self.spec.max_seq_length if self.is_span else None
+        width = self.spec.max_seq_length if self.is_span and not per_batch else None
         ids, lengths = _pad_lists(table.column("input_ids"), width, self.pad_token_id)
         positions = np.arange(ids.shape[1])[None, :]
         inside = positions < lengths[:, None]

@@ -4,12 +4,20 @@
 with the same temperature ``T`` for teacher and student. Every loss here takes logits of shape
 ``[B, C]`` and returns a batch mean; span heads are two such problems (start and end), so the caller
 calls these once per side. Teacher logits are targets: they are detached, gradients reach the student only.
+
+Span heads score every position of a window; with ``mask`` (the batch's ``attention_mask``, ``[B, C]``)
+the positions where it is 0 (padding) leave the softmax of the student *and* of the teacher, and the
+label-smoothed CE spreads its mass over the real positions only, so a window's loss and gradients do not
+depend on how far it is padded (to its batch or to ``max_seq_length``). Masked logits are set to the
+dtype's most negative finite value, not ``-inf``: ``exp`` gives exactly 0 and no ``inf - inf`` can NaN.
+Without ``mask`` every position counts (the reference code's objective, ``features.span_padding: window``).
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -57,25 +65,63 @@ def check_labels(logits: Tensor, labels: Tensor) -> None:
         )
 
 
-def soft_cross_entropy(student_logits: Tensor, target_probs: Tensor) -> Tensor:
+def check_mask(logits: Tensor, mask: Tensor | None) -> None:
+    """Raise ConfigError unless ``mask`` is None or a ``[B, C]`` mask like ``logits`` with a real position per row."""
+    if mask is None:
+        return
+    if mask.shape != logits.shape:
+        raise ConfigError(f"mask shape {tuple(mask.shape)} differs from logits shape {tuple(logits.shape)}")
+    if mask.numel() and not bool((mask != 0).any(-1).all()):
+        raise ConfigError("mask has a row without a real (non-padding) position")
+
+
+def mask_padding(logits: Tensor, mask: Tensor | None) -> Tensor:
+    """``logits`` with the positions where ``mask`` is 0 set to the dtype's most negative finite value
+    (softmax 0 there, no gradient); ``logits`` itself without a mask."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(mask.to(logits.device) == 0, torch.finfo(logits.dtype).min)
+
+
+def cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0, mask: Tensor | None = None) -> Tensor:
+    """Hard-label CE averaged over the batch; with ``mask``, over the real positions only.
+
+    torch's label smoothing is ``(1 - eps) * nll + eps * mean_c(-log p_c)`` over all ``C`` classes; with a
+    mask the mean runs over each row's real positions, so padding adds nothing.
+    """
+    check_mask(logits, mask)
+    if mask is None or label_smoothing == 0.0:
+        return F.cross_entropy(mask_padding(logits, mask), labels, label_smoothing=label_smoothing)
+    real = (mask.to(logits.device) != 0).to(logits.dtype)
+    log_p = F.log_softmax(mask_padding(logits, mask), dim=-1)
+    nll = -log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    smooth = -(log_p * real).sum(-1) / real.sum(-1)
+    return ((1.0 - label_smoothing) * nll + label_smoothing * smooth).mean()
+
+
+def soft_cross_entropy(student_logits: Tensor, target_probs: Tensor, mask: Tensor | None = None) -> Tensor:
     """Cross-entropy of the student against a target distribution per example, averaged over the batch.
 
     ``-sum_c p_c log softmax(student)_c``; the building block of teacher annealing (targets mix gold
     and teacher). The targets are detached: they are fixed for this step.
     """
     check_logits_pair(student_logits, target_probs, "target_probs")
-    return F.cross_entropy(student_logits, target_probs.detach().to(student_logits.dtype))
+    check_mask(student_logits, mask)
+    return F.cross_entropy(mask_padding(student_logits, mask), target_probs.detach().to(student_logits.dtype))
 
 
-def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
     """``KL(softmax(teacher / T) || softmax(student / T))`` summed over classes, averaged over the batch.
 
-    The soft-target term of KD (no ``T^2`` factor; :func:`kd_loss` adds it on request).
+    The soft-target term of KD (no ``T^2`` factor; :func:`kd_loss` adds it on request). With ``mask`` both
+    distributions live on the real positions only (teacher soft targets are masked on read).
     """
     check_temperature(temperature)
     check_logits_pair(student_logits, teacher_logits, "teacher_logits")
-    student_log_p = F.log_softmax(student_logits / temperature, dim=-1)
-    teacher_log_p = F.log_softmax(teacher_logits.detach().to(student_logits.dtype) / temperature, dim=-1)
+    check_mask(student_logits, mask)
+    student_log_p = F.log_softmax(mask_padding(student_logits, mask) / temperature, dim=-1)
+    teacher = mask_padding(teacher_logits.detach().to(student_logits.dtype), mask)
+    teacher_log_p = F.log_softmax(teacher / temperature, dim=-1)
     return F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
 
 
@@ -87,20 +133,22 @@ def kd_loss(
     lam: float,
     t2_scale: bool = False,
     label_smoothing: float = 0.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """The paper's KD objective ``(1 - lam) * CE(student, labels) + lam * KL_T(teacher || student)``.
 
     ``t2_scale`` multiplies the KL term by ``T^2`` (Hinton et al.: keeps soft-target gradients the same
     size as ``T`` changes); ``label_smoothing`` goes to the hard-label CE term (paper Table 3).
-    All settings and shapes are checked before any compute.
+    ``mask``: real positions of span logits (see the module docstring). All settings and shapes are checked
+    before any compute.
     """
     check_lam(lam)
     check_temperature(temperature)
     check_label_smoothing(label_smoothing)
     check_logits_pair(student_logits, teacher_logits, "teacher_logits")
     check_labels(student_logits, labels)
-    ce = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
-    kl = kd_kl(student_logits, teacher_logits, temperature)
+    ce = cross_entropy(student_logits, labels, label_smoothing, mask)
+    kl = kd_kl(student_logits, teacher_logits, temperature, mask)
     if t2_scale:
         kl = kl * temperature * temperature
     return (1.0 - lam) * ce + lam * kl

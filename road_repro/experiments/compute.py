@@ -16,9 +16,11 @@ forward-only work weighted by :data:`FORWARD_COST`, and GPU-hours are that cost 
   ELECTRA-large (24 x 1024, 4096) has 302M of them, ELECTRA-base (12 x 768, 3072) 85M: a base model
   costs 1/3.55 of a large one per token. ALBERT shares its weights across layers but still computes every
   layer, so ALBERT-xlarge (24 x 2048, 8192) counts 1.2G.
-* *Tokens per example* are the padded length the loop runs: ``max_seq_length`` for span-QA windows (fixed
-  length), ``max_pair_length`` for sentence(-pair) classification (dynamically padded per batch, so an
-  upper bound). A span-QA example longer than one window becomes several (:func:`windows_per_example`).
+* *Tokens per example* are the padded length the loop runs: for span-QA windows ``max_seq_length`` with
+  ``features.span_padding: window``, else their real length times the padding of their batches (see "real
+  and padded tokens" below: :func:`window_tokens`, :func:`row_tokens`); ``max_pair_length`` for
+  sentence(-pair) classification (dynamically padded per batch, so an upper bound). A span-QA example longer
+  than one window becomes several (:func:`windows_per_example`).
 * *Forward-only passes* cost :data:`FORWARD_COST` = 1/3 of a training step (a backward pass is about
   twice a forward pass).
 * *The default throughput* (:func:`paper_default`) comes from the paper: ROaD's MTL, 50,000 steps at batch
@@ -399,6 +401,64 @@ def fits_table(profile_name: str = "paper") -> str:
                 cells.append(f"{split}, {s.estimate.gib:.1f} GiB" + ("" if s.fits else " (too big)"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# -- real and padded tokens (features.span_padding) ------------------------------------------------------------
+#
+# A stage is priced by the tokens it runs, padding included. With ``span_padding: window`` every span-QA
+# window runs at ``max_seq_length``; with ``batch`` a window runs at the longest window of its batch, which is
+# the window's real length times a padding factor that depends on how batches are formed. The factors were
+# measured on SQuAD 2.0 dev windows (every third question, 3,990 windows at 512/128, packaged MiniLM WordPiece
+# tokenizer, mean 180.5 real tokens): length-grouped training batches of 32 (HF ``get_length_grouped_indices``,
+# :class:`road_repro.data.batching.LengthGroupedBatches`) pad 4.8 %, length-sorted inference groups of 64 pad
+# 2.0 %, shuffled batches of 128 (an MTL pass at batch 512 / pass_step 4) run 2.72x the real tokens. They are
+# applied to every span dataset (an assumption for the others) and capped at ``max_seq_length``. Sentence pairs
+# are counted at ``max_pair_length`` (their lengths are not documented; an upper bound, as before).
+
+#: Padded tokens / real tokens of span windows, by how their batches are formed (measured, see above).
+PADDING_FACTOR = {"grouped": 1.048, "sorted": 1.020, "shuffled": 2.72}
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Tokens a stage runs: ``real`` ones and ``padded`` (what the encoder computes, real ones included)."""
+
+    real: float = 0.0
+    padded: float = 0.0
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(self.real + other.real, self.padded + other.padded)
+
+    def __mul__(self, rows: float) -> Tokens:
+        return Tokens(self.real * rows, self.padded * rows)
+
+    @property
+    def padding_share(self) -> float:
+        """The share of the computed tokens that is padding (0 when nothing runs)."""
+        return 1.0 - self.real / self.padded if self.padded else 0.0
+
+
+def window_tokens(context_tokens: float | None, max_seq_length: int, doc_stride: int,
+                  max_query_length: int) -> float | None:
+    """Mean real tokens of a span-QA window for a mean context of ``context_tokens`` word-level tokens: the
+    question and special tokens plus the context word pieces the windows hold (overlaps counted in every
+    window that holds them), shared over :func:`windows_per_example` windows. None for an unknown length.
+    (SQuAD 2.0 dev at 512/128: 183 estimated from 137 context tokens, 180.5 measured.)"""
+    if not context_tokens:
+        return None
+    windows = windows_per_example(context_tokens, max_seq_length, doc_stride, max_query_length)
+    held = context_tokens * WORDPIECES_PER_TOKEN + (windows - 1) * doc_stride
+    return min(float(max_seq_length), min(QUESTION_PIECES, max_query_length) + SPECIAL_TOKENS + held / windows)
+
+
+def row_tokens(real: float | None, max_len: int, per_batch: bool, batching: str) -> Tokens:
+    """Real and padded tokens of one row of mean ``real`` tokens (None: unknown, counted as ``max_len``):
+    padded to ``max_len`` unless ``per_batch``, else by the :data:`PADDING_FACTOR` of ``batching``."""
+    if real is None:
+        return Tokens(float(max_len), float(max_len))
+    if not per_batch:
+        return Tokens(real, float(max_len))
+    return Tokens(real, min(float(max_len), real * PADDING_FACTOR[batching]))
 
 
 if __name__ == "__main__":

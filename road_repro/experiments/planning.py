@@ -42,14 +42,17 @@ from road_repro.experiments.compute import (
     EncoderShape,
     StageMemory,
     Throughput,
+    Tokens,
     Work,
     examples_processed,
     finetune_steps,
     gpu_hours,
     load_throughput,
+    row_tokens,
     shape_from_config,
     shape_from_name,
     stage_memory,
+    window_tokens,
     windows_per_example,
     work,
 )
@@ -127,6 +130,7 @@ class StageInfo:
     planned: bool            # its id rests on a planned fingerprint (somewhere upstream)
     estimated: bool          # its counts come from documented sizes, not loaded data
     memory: StageMemory | None = None  # per-GPU rows, micro-batches and peak memory (None: no model runs)
+    tokens: Tokens = Tokens()  # real and padded tokens it runs (trained and forward only)
 
 
 def _arguments(method: Callable, self: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -167,6 +171,7 @@ class PlanningExperiment(Experiment):
         self._model_configs: dict[str, Any] = {}
         self._shapes: dict[str, EncoderShape] = {}
         self._window_counts: dict[str, tuple[int, bool]] = {}
+        self._window_lengths: dict[str, float] = {}  # mean real tokens of a tokenized split's windows
 
     # -- what is on disk ------------------------------------------------------------------------------------
 
@@ -284,8 +289,10 @@ class PlanningExperiment(Experiment):
             step = max(1, -(-len(examples) // WINDOW_SAMPLE))
             sample = examples[::step]
             f = self.profile.features
-            windows = len(qa_windows(sample, self.tokenizer(model_key), f.max_seq_length, f.doc_stride,
-                                     f.max_query_length, offsets=False)["lengths"])
+            lengths = qa_windows(sample, self.tokenizer(model_key), f.max_seq_length, f.doc_stride,
+                                 f.max_query_length, offsets=False)["lengths"]
+            windows = len(lengths)
+            self._window_lengths[key] = float(lengths.mean())
             self._window_counts[key] = (round(windows * len(examples) / len(sample)), step == 1)
         return self._window_counts[key]
 
@@ -293,6 +300,22 @@ class PlanningExperiment(Experiment):
         """Padded tokens per row: ``max_seq_length`` for span-QA windows, ``max_pair_length`` for pairs."""
         f = self.profile.features
         return f.max_seq_length if task_type == "mrc" else f.max_pair_length
+
+    def row(self, task: str, model_key: str, which: str, batching: str, augment: AugmentSpec | None = None) -> Tokens:
+        """Real and padded tokens of one row of ``task``'s ``which`` split as the stage will batch it
+        (``batching``: grouped, sorted or shuffled, see :func:`road_repro.experiments.compute.row_tokens`). Span
+        windows: their mean length where the split was tokenized for counting, else estimated from the dataset's
+        documented context length; pairs: ``max_pair_length`` (an upper bound)."""
+        f = self.profile.features
+        data = self.task(task, model_key, augment)
+        if not data.is_span:
+            return Tokens(float(f.max_pair_length), float(f.max_pair_length))
+        split = data.train if which == "train" else data.dev
+        real = self._window_lengths.get(split.fingerprint) if split is not None else None
+        if real is None:
+            spec = get_dataset(getattr(self.task_config(task), which).dataset)
+            real = window_tokens(spec.context_tokens, f.max_seq_length, f.doc_stride, f.max_query_length)
+        return row_tokens(real, f.max_seq_length, data.per_batch, batching)
 
     def shape(self, model_key: str) -> EncoderShape:
         """The encoder's shape for compute: the preset, the checkpoint's config where it is on disk, else the
@@ -348,14 +371,15 @@ class PlanningExperiment(Experiment):
     # -- recording ------------------------------------------------------------------------------------------
 
     def _record(self, run: Run, kind: str, what: str, model_key: str, steps: int | None, train: int, trained: int,
-                evaluated: int, forward: int, cost: Work, estimated: bool, memory: StageMemory | None = None) -> None:
+                evaluated: int, forward: int, cost: Work, estimated: bool, tokens: Tokens = Tokens(),
+                memory: StageMemory | None = None) -> None:
         self._runs[run.run_id] = run
         if run.run_id in self.stages:
             return
         planned = any(s.startswith(PLANNED) or (s in self.stages and self.stages[s].planned)
                       for s in _strings(run.config))
         self.stages[run.run_id] = StageInfo(kind, run.run_id, what, model_key, steps, train, trained, evaluated,
-                                            forward, cost, planned, estimated, memory)
+                                            forward, cost, planned, estimated, memory, tokens)
 
     def warm_start(self, model_key: str) -> Run | None:
         run = super().warm_start(model_key)
@@ -370,10 +394,12 @@ class PlanningExperiment(Experiment):
             cost += work(ws.mixture_steps * ws.batch_size, self.tokens(get_dataset(split.dataset).task), shape)
         rows = sum(len(self.examples(s)) for s in streams.values())
         trained = ws.batch_size * (ws.steps + ws.mixture_steps * len(mixture))
+        computed = cost.train / shape.compute_params  # tokens (lengths unknown here: as computed)
         self._record(run, "warm_start", f"warm start of {model_key}: {ws.steps} + {ws.mixture_steps} mixture steps",
                      model_key, ws.steps + ws.mixture_steps, rows, trained, 0, 0, cost, False,
-                     self.memory(model_key, ws.batch_size, max(self.tokens(get_dataset(s.dataset).task)
-                                                              for s in streams.values())))
+                     Tokens(computed, computed),
+                     memory=self.memory(model_key, ws.batch_size, max(self.tokens(get_dataset(s.dataset).task)
+                                                                     for s in streams.values())))
         return run
 
     def finetune(self, *args: Any, **kwargs: Any) -> Run:
@@ -387,11 +413,15 @@ class PlanningExperiment(Experiment):
             optim = run.config["optim"]
             steps = finetune_steps(train.rows, optim["batch_size"], optim["epochs"], optim.get("steps"))
             trained = examples_processed(train.rows, optim["batch_size"], steps)
-            tokens, shape = self.tokens(data.task_type), self.shape(key)
-            cost = work(trained, tokens, shape) + work(dev.rows, tokens, shape, forward_only=True)
+            shape = self.shape(key)
+            row = self.row(task, key, "train", "grouped", a["augment"])
+            dev_row = self.row(task, key, "dev", "sorted") if dev.rows else Tokens()
+            cost = work(trained, row.padded, shape) + work(dev.rows, dev_row.padded, shape, forward_only=True)
+            tokens = row * trained + dev_row * dev.rows
             forward = dev.rows
             if a["hidden"] is not None:  # the teacher runs inside every step
-                cost += work(trained, tokens, self.shape(teacher_model), forward_only=True)
+                cost += work(trained, row.padded, self.shape(teacher_model), forward_only=True)
+                tokens += row * trained
                 forward += trained
             what = f"{task} on {key}, seed {a['seed']}"
             if a["init"] is not None:
@@ -405,8 +435,9 @@ class PlanningExperiment(Experiment):
             if a["epochs"] is not None:
                 what += f", {a['epochs']:g} epochs"
             self._record(run, "finetune", what, key, steps, train.rows, trained, dev.rows, forward, cost,
-                         train.estimated or dev.estimated,
-                         self.memory(key, optim["batch_size"], tokens, teacher=teacher_model if a["hidden"] else None))
+                         train.estimated or dev.estimated, tokens,
+                         memory=self.memory(key, optim["batch_size"], self.tokens(data.task_type),
+                                            teacher=teacher_model if a["hidden"] else None))
         if objective.distill is not None:  # the run caches each teacher's logits first (Experiment._teacher_targets)
             for teacher in teachers:
                 self.soft_targets(task, teacher_model, teacher)
@@ -418,11 +449,12 @@ class PlanningExperiment(Experiment):
         task, key = a["task"], a["model_key"]
         if run.run_id not in self.stages:
             rows = self.count(task, key, "train")
-            cost = work(rows.rows, self.tokens(self.task(task, key).task_type), self.shape(key), forward_only=True)
+            row = self.row(task, key, "train", "sorted")
+            cost = work(rows.rows, row.padded, self.shape(key), forward_only=True)
             self._record(run, "soft_targets", f"{task} train through teacher {a['teacher'].run_id}", key, None,
-                         rows.rows, 0, 0, rows.rows, cost, rows.estimated,
-                         self.memory(key, self.profile.finetune.eval_batch_size,
-                                     self.tokens(self.task(task, key).task_type), train=False))
+                         rows.rows, 0, 0, rows.rows, cost, rows.estimated, row * rows.rows,
+                         memory=self.memory(key, self.profile.finetune.eval_batch_size,
+                                            self.tokens(self.task(task, key).task_type), train=False))
         return run
 
     def ensemble(self, *args: Any, **kwargs: Any) -> Run:
@@ -440,11 +472,12 @@ class PlanningExperiment(Experiment):
         task, key = a["task"], a["model_key"]
         if run.run_id not in self.stages:
             dev = self.count(task, key, "dev")
-            cost = work(dev.rows, self.tokens(self.task(task, key).task_type), self.shape(key), forward_only=True)
+            row = self.row(task, key, "dev", "sorted")
+            cost = work(dev.rows, row.padded, self.shape(key), forward_only=True)
             self._record(run, "predict", f"{task} dev with the {a['source_task']} model {a['run'].run_id}", key,
-                         None, 0, 0, dev.rows, dev.rows, cost, dev.estimated,
-                         self.memory(key, self.profile.finetune.eval_batch_size,
-                                     self.tokens(self.task(task, key).task_type), train=False))
+                         None, 0, 0, dev.rows, dev.rows, cost, dev.estimated, row * dev.rows,
+                         memory=self.memory(key, self.profile.finetune.eval_batch_size,
+                                            self.tokens(self.task(task, key).task_type), train=False))
         return run
 
     def mtl(self, *args: Any, **kwargs: Any) -> Run:
@@ -455,17 +488,19 @@ class PlanningExperiment(Experiment):
             names = sorted(config["data"])
             steps, batch = int(config["optim"]["steps"]), int(config["optim"]["batch_size"])
             counts = {n: self.count(mtl_task(n), key, "train") for n in names}
-            tokens = {n: self.tokens(self.task(mtl_task(n), key).task_type) for n in names}
+            rows = {n: self.row(mtl_task(n), key, "train", "shuffled") for n in names}  # sampled batches
             # ROaD draws datasets uniformly per pass; MT-DNN in proportion to their minibatches
             weights = ({n: 1.0 for n in names} if config["mode"] == "road"
                        else {n: max(1.0, -(-counts[n].rows // batch)) for n in names})
-            mean_tokens = sum(weights[n] * tokens[n] for n in names) / sum(weights.values())
-            cost = work(steps * batch, mean_tokens, self.shape(key))
+            mean_row = sum((rows[n] * weights[n] for n in names), Tokens()) * (1.0 / sum(weights.values()))
+            cost = work(steps * batch, mean_row.padded, self.shape(key))
             what = (f"{config['mode']} MTL on {key}, pass_step {config['pass_step']}"
                     + (", KD during MTL" if config["kd"] else "") + f", {len(names)} datasets")
             pass_rows = batch // int(config["pass_step"]) if config["mode"] == "road" else batch
             self._record(run, "mtl", what, key, steps, sum(c.rows for c in counts.values()), steps * batch, 0, 0,
-                         cost, any(c.estimated for c in counts.values()), self.memory(key, pass_rows, max(tokens.values())))
+                         cost, any(c.estimated for c in counts.values()), mean_row * (steps * batch),
+                         memory=self.memory(key, pass_rows, max(self.tokens(self.task(mtl_task(n), key).task_type)
+                                                                for n in names)))
         if config.get("kd"):  # the run caches each dataset teacher's logits first
             for name, teacher_id in sorted((config.get("teachers") or {}).items()):
                 if teacher_id in self._runs:
@@ -548,6 +583,7 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
     report: dict[str, Any] = {
         "profile": load_profile(profile, overrides).name, "mode": "dry-run" if offline else "plan",
         "started": time.time(), "throughput": {**asdict(throughput), "unit": throughput.unit}, "tables": {},
+        "span_padding": load_profile(profile, overrides).features.span_padding,
     }
     first: dict[str, str] = {}   # run id -> the first table that needs it
     needed_by: dict[str, list[str]] = {}
@@ -563,6 +599,7 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
             "new_kinds": dict(Counter(infos[i].kind for i in new)),
             "gpu_hours": _sig(_gpu_hours(infos, ids, throughput)),
             "gpu_hours_new": _sig(_gpu_hours(infos, new, throughput)),
+            "padding_share": _sig(_tokens(infos, ids).padding_share),
         }
         cached.update(done)
         for run_id in ids:
@@ -575,6 +612,8 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
     report["cached_ids"] = [i for i in union if i in cached]
     report["gpu_hours"] = {"total": _sig(_gpu_hours(infos, union, throughput)),
                            "to_compute": _sig(_gpu_hours(infos, [i for i in union if i not in cached], throughput))}
+    every = _tokens(infos, union)
+    report["tokens"] = {"real": _sig(every.real), "padded": _sig(every.padded), "padding_share": _sig(every.padding_share)}
     report["stages"] = {}
     for run_id in union:
         info = infos[run_id]
@@ -586,6 +625,8 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
             "forward_examples": info.forward_examples, "estimated_counts": info.estimated,
             "gpu_hours": _sig(gpu_hours(info.work, throughput)),
             "memory": _memory_fields(info.memory),
+            "real_tokens": _sig(info.tokens.real), "padded_tokens": _sig(info.tokens.padded),
+            "padding_share": _sig(info.tokens.padding_share),
         }
     report["memory"] = _memory_report(load_profile(profile, overrides), report["stages"])
     order = ("models.", "shape.", "data.", "device.")  # what will be downloaded first, then the rest
@@ -617,6 +658,11 @@ def _memory_report(profile: ProfileConfig, stages: dict[str, dict[str, Any]]) ->
             "max_rows_per_device": r.max_rows_per_device or "auto",
             "activation_checkpointing": r.activation_checkpointing, "usable_gib": round(usable, 2),
             "warnings": warnings}
+
+
+def _tokens(infos: dict[str, StageInfo], ids: Sequence[str]) -> Tokens:
+    """Real and padded tokens of stages ``ids`` (each once)."""
+    return sum((infos[i].tokens for i in dict.fromkeys(ids)), Tokens())
 
 
 def _sig(value: float) -> float:
@@ -655,6 +701,13 @@ def _memory_lines(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _padding(ids: Sequence[str], info: dict[str, Any]) -> str:
+    """`` pad 12.3%``: the padding share of stages ``ids``' computed tokens (plans written before it: empty)."""
+    real = sum(info[i].get("real_tokens", 0.0) for i in ids)
+    padded = sum(info[i].get("padded_tokens", 0.0) for i in ids)
+    return f"  pad {1 - real / padded:6.1%}" if padded else ""
+
+
 def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
     """The plan for the console: per table its stages (new, shared, cached) and GPU-hours, per kind the new
     ones; totals; the throughput used; notes. ``stages``: also one line per stage, under the first table
@@ -684,17 +737,23 @@ def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
         for kind, ids in sorted(by_kind.items()):
             steps = sum(info[i]["steps"] or 0 for i in ids)
             hours = sum(info[i]["gpu_hours"] for i in ids)
-            lines.append(f"        new {kind:<12} {len(ids):>4} stages {steps:>12,} steps {_hours(hours):>10} {unit}")
+            lines.append(f"        new {kind:<12} {len(ids):>4} stages {steps:>12,} steps {_hours(hours):>10} {unit}"
+                         + _padding(ids, info))
         if stages:
             for run_id in new:
                 s = info[run_id]
                 steps = f"{s['steps']:,} steps" if s["steps"] is not None else "forward only"
                 lines.append(f"          {run_id + ('*' if s['planned_id'] else ''):<31} {steps:>14}  train {s['train_examples']:>9,}"
-                             f"  eval {s['eval_examples']:>7,}  {_hours(s['gpu_hours']):>8} {unit}  {s['what']}")
+                             f"  eval {s['eval_examples']:>7,}  {_hours(s['gpu_hours']):>8} {unit}"
+                             f"{_padding([run_id], info)}  {s['what']}")
     if "gpu_hours" in plan:
         total, todo = plan["gpu_hours"]["total"], plan["gpu_hours"]["to_compute"]
         lines.append(f"total: {_hours(total)} {unit} for every stage once; {_hours(todo)} {unit} still to compute "
                      f"(about {_hours(todo / PAPER_GPUS)} h on {PAPER_GPUS} GPUs at perfect scaling)")
+    if "tokens" in plan:
+        lines.append(f"tokens: {plan['tokens']['real']:,.4g} real, {plan['tokens']['padded']:,.4g} computed: padding "
+                     f"{plan['tokens']['padding_share']:.1%} (features.span_padding="
+                     f"{plan.get('span_padding', '?')}; per kind and stage: 'pad')")
     lines += _memory_lines(plan)
     n_planned = sum(bool(s.get("planned_id")) for s in info.values())
     if n_planned:

@@ -33,6 +33,7 @@ from road_repro.config import (
     AugmentSpec, HiddenKDSpec, ModelConfig, OptimConfig, ProfileConfig, SplitConfig, TaskConfig, to_dict,
 )
 from road_repro.data.augmentation import augment_negative_questions, entity_pool, resolve_ner
+from road_repro.data.batching import LengthGroupedBatches, length_sorted_groups
 from road_repro.data.feature_store import (
     FeatureSpec, FeatureStore, examples_digest, features_fingerprint, tokenizer_identity,
 )
@@ -43,7 +44,7 @@ from road_repro.errors import ConfigError
 from road_repro.experiments.runs import CHECKPOINTS, Run, RunStore, config_hash, runtime_record
 from road_repro.experiments.tasks import Split, TaskData, head_kind
 from road_repro.io import atomic_write, atomic_write_json
-from road_repro.models.encoder import TINY_PRESETS, load_tokenizer, tokenization_difference
+from road_repro.models.encoder import TINY_PRESETS, attention_kind, load_tokenizer, tokenization_difference
 from road_repro.models.model import RoadModel, build_model, load_weights, save_weights
 from road_repro.train.hidden_kd import attach_hidden_kd, make_hidden_kd_loss_fn
 from road_repro.train.loop import EpochBatches, Pass, predict, resolve_device, train
@@ -51,6 +52,10 @@ from road_repro.train.objectives import Objective, pass_losses
 
 #: Rows per chunk when running a model over a whole split (bounds the padded classification tensors).
 PREDICT_CHUNK = 8192
+
+#: What a per-batch inference pass writes at the padding positions of span logits padded back to
+#: ``max_seq_length`` (finite in float16, softmax 0; masked out of every span loss anyway).
+PAD_LOGIT = -1e4
 
 #: Task names of MTL datasets: ``mtl:<name>`` reads ``mtl.datasets.<name>``, never ``tasks.<name>``.
 MTL_PREFIX = "mtl:"
@@ -70,11 +75,43 @@ def set_seed(seed: int) -> None:
 
 
 def _drop_padding(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """A span batch without its all-padding columns (warm start only: no target or teacher logit is there)."""
+    """A span batch without its all-padding columns (warm start only: no target or teacher logit is there;
+    a no-op for batches already padded per batch)."""
     if "start_positions" not in batch or "teacher_start_logits" in batch:
         return batch
     width = int(batch["attention_mask"].sum(1).max())
     return {k: v[:, :width] if k in ("input_ids", "attention_mask", "token_type_ids") else v for k, v in batch.items()}
+
+
+def predict_length_sorted(model: RoadModel, data: TaskData, split: Split, rows: Tensor, batch_size: int,
+                          device: torch.device, precision: str = "fp32") -> dict[str, Tensor]:
+    """Head outputs of ``rows`` (consecutive) of ``split``, run in length-sorted groups padded per group, in row order.
+
+    Span logits come back ``[rows, max_seq_length]`` with :data:`PAD_LOGIT` on each window's padding, the
+    layout of the reference path, so dev logits and soft-target files have the same shape either way.
+    Under torchrun a group holds one batch per rank (:func:`road_repro.train.loop.predict` shards it).
+    """
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    out: dict[str, Tensor] = {}
+    for group in length_sorted_groups(rows, split.features.lengths, batch_size * world):
+        inputs = data.batch(split, group, targets=False)
+        got = predict(model, inputs, data.task_type, batch_size, device, precision)
+        for key, value in got.items():
+            if key not in out:
+                trailing = (data.features_cfg.max_seq_length,) if data.is_span else value.shape[1:]
+                out[key] = torch.full((len(rows), *trailing), PAD_LOGIT, dtype=value.dtype)
+            if data.is_span:
+                value = value.masked_fill(inputs["attention_mask"] == 0, PAD_LOGIT)
+            out[key][group - rows[0], : value.shape[1]] = value
+    return out
+
+
+def training_batches(data: TaskData, batch_size: int, seed: int) -> EpochBatches | LengthGroupedBatches:
+    """Training minibatches of a finetune stage: length-grouped with ``features.span_padding: batch`` (every row
+    padded per batch, span windows and pairs alike), else shuffled (the reference code's order)."""
+    if data.per_batch:
+        return LengthGroupedBatches(data.train.features.lengths, batch_size, seed)
+    return EpochBatches(len(data.train), batch_size, seed)
 
 
 def teacher_keys(data: TaskData) -> tuple[str, ...]:
@@ -252,7 +289,12 @@ class Experiment:
         :func:`road_repro.train.loop.predict`), so every rank must consume the chunks.
         """
         for lo in range(0, len(split), PREDICT_CHUNK):
-            inputs = data.batch(split, torch.arange(lo, min(lo + PREDICT_CHUNK, len(split))), targets=False)
+            rows = torch.arange(lo, min(lo + PREDICT_CHUNK, len(split)))
+            if data.per_batch:  # windows sorted by length, padded per batch, back in row order
+                yield lo, predict_length_sorted(model, data, split, rows, self.profile.finetune.eval_batch_size,
+                                                self.device, self.profile.runtime.precision)
+                continue
+            inputs = data.batch(split, rows, targets=False)
             yield lo, predict(model, inputs, data.task_type, self.profile.finetune.eval_batch_size, self.device,
                               self.profile.runtime.precision)
 
@@ -264,6 +306,11 @@ class Experiment:
             for key, value in out.items():
                 chunks.setdefault(key, []).append(value)
         return {k: torch.cat(v) for k, v in chunks.items()}
+
+    @property
+    def per_batch(self) -> bool:
+        """Span windows padded per batch with the masked span objective (``features.span_padding: batch``)."""
+        return self.profile.features.span_padding == "batch"
 
     def _score(self, data: TaskData, logits: dict[str, Tensor], path: Path) -> dict[str, Any]:
         metrics, saved = data.score(data.dev, logits)
@@ -309,8 +356,9 @@ class Experiment:
 
         def run_phase(model: RoadModel, step_source, steps: int, lr: float, checkpoints: Path, desc: str):
             optim = replace(self.profile.finetune, lr=lr, batch_size=ws.batch_size, layerwise_lr_decay=1.0)
+            objective = Objective(mask_padding=self.per_batch)
             return train(
-                model, step_source, lambda out, p, prog: pass_losses(Objective(), out, p.batch, prog), steps, optim,
+                model, step_source, lambda out, p, prog: pass_losses(objective, out, p.batch, prog), steps, optim,
                 num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
                 checkpoint_dir=checkpoints, checkpoint_every=self.profile.runtime.checkpoint_every,
                 progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
@@ -394,21 +442,23 @@ class Experiment:
                 raise ConfigError(f"task {task!r} has no train split to finetune on")
             set_seed(seed)
             model = self._new_model(model_key, {data.task_type: head_kind(data.task_type)}, init)
+            loss_objective = replace(objective, mask_padding=data.is_span and data.per_batch)
             extra = (self._teacher_targets(task, teacher_model or model_key, model_key, objective, teachers)
                      if objective.distill else {})
             loss_fn = None
             if hidden is not None:
                 teacher = self._load_finished(teachers[0], teacher_model or model_key, self.task(task, teacher_model or model_key))
-                loss_fn = make_hidden_kd_loss_fn(objective, attach_hidden_kd(model, teacher, hidden.last_layer_only),
+                loss_fn = make_hidden_kd_loss_fn(loss_objective, attach_hidden_kd(model, teacher, hidden.last_layer_only),
                                                  teacher, hidden.weight)
-            batches = EpochBatches(len(data.train), optim.batch_size, seed)
+            batches = training_batches(data, optim.batch_size, seed)
             total = optim.steps or math.ceil(optim.epochs * batches.steps_per_epoch)
             log = self._train(
                 model, lambda step: [Pass(data.task_type, task, data.batch(data.train, batches(step), extra))],
-                objective, total, optim, path,
+                loss_objective, total, optim, path,
                 f"{task} seed {seed} {objective.distill or 'ce'}{' + hidden-state KD' if hidden else ''}", loss_fn,
             )
-            metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"]}
+            metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"],
+                                       "attention": attention_kind(model.encoder)}
             if data.dev is not None:
                 logits = self._predict(model, data, data.dev)
                 atomic_write(path / "dev_logits.safetensors", lambda tmp: save_file(logits, str(tmp)))
@@ -517,6 +567,7 @@ class Experiment:
                     if kd else {})
         draws = m.draws if mode == "road" else "with_replacement"
         objective = Objective("kd", m.kd_temperature, m.kd_lam, self.profile.distill.t2_scale) if kd else Objective()
+        objective = replace(objective, mask_padding=self.per_batch)
         config = {
             "stage": "mtl", "mode": mode, "pass_step": pass_step, "draws": draws, "kd": kd,
             "data": {n: to_dict(m.datasets[n]) for n in names},
@@ -551,6 +602,7 @@ class Experiment:
             for step in range(m.optim.steps):
                 for d in sampler(step):
                     counts[d.dataset] = counts.get(d.dataset, 0) + 1
-            return {"steps": m.optim.steps, "final_loss": log[-1]["total"], "passes_per_dataset": counts}
+            return {"steps": m.optim.steps, "final_loss": log[-1]["total"], "passes_per_dataset": counts,
+                    "attention": attention_kind(model.encoder)}
 
         return self.store.run("mtl", config, make, self._sources(*(mtl_task(n) for n in names)))

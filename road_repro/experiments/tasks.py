@@ -1,7 +1,8 @@
 """Task data for stages: examples, tokenized features and scoring, for span QA and classification alike.
 
 A :class:`TaskData` hides the two shapes behind one interface: ``batch(split, rows)`` gives a model
-batch (QA windows padded to ``max_seq_length``; sentence pairs padded to the batch's longest row) read from
+batch (sentence pairs padded to the batch's longest row; QA windows too, or to ``max_seq_length`` with
+``features.span_padding: window``) read from
 the memory-mapped feature store, ``score(split, logits)`` the task's metrics (official SQuAD 2.0 scoring or
 accuracy).
 """
@@ -80,10 +81,18 @@ class TaskData:
               targets: bool = True) -> dict[str, Tensor]:
         """The model batch for ``rows`` of ``split`` (with targets unless ``targets=False``), plus per-row
         ``extra`` values (teacher soft targets: anything indexable by a tensor of rows)."""
-        batch = split.features.batch(rows, targets)
+        batch = split.features.batch(rows, targets, per_batch=self.per_batch)
+        width = batch["input_ids"].shape[1]
         for key, value in (extra or {}).items():
             batch[key] = value[rows]
+            if self.is_span and batch[key].dim() == 2:  # span soft targets: stored to max_seq_length
+                batch[key] = batch[key][:, :width]
         return batch
+
+    @property
+    def per_batch(self) -> bool:
+        """Span windows padded per batch (``features.span_padding: batch``), not to ``max_seq_length``."""
+        return self.features_cfg.span_padding == "batch"
 
     def labels(self, split: Split) -> dict[str, Tensor]:
         """Gold targets of every row (start/end positions for spans, labels for classes)."""

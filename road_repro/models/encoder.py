@@ -228,6 +228,17 @@ def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:
     return model
 
 
+#: Encoder families whose Hugging Face implementation has PyTorch SDPA attention (``_supports_sdpa``, transformers
+#: 5.x): BERT, ELECTRA, ALBERT, RoBERTa (and MiniLM, a BERT). DeBERTa v1/v2/v3 do not (their disentangled
+#: attention adds relative-position terms SDPA has no slot for) and load with their own ("eager") attention.
+SDPA_FAMILIES = ("bert", "electra", "albert", "roberta")
+
+
+def attention_kind(encoder: nn.Module) -> str:
+    """The attention implementation an encoder runs (``sdpa`` or ``eager``), for run records."""
+    return str(getattr(getattr(encoder, "config", None), "_attn_implementation", None) or "eager")
+
+
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' per-load report and progress bar (a screen of expected UNEXPECTED keys);

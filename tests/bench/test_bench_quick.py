@@ -83,10 +83,11 @@ def test_quick_run_configurations_and_gpu_skip(quick_run: tuple[Path, str]) -> N
     out, printed = quick_run
     finetune = pd.read_csv(out / "finetune_vs_trainer.csv")
     assert set(finetune["task"]) == {"mnli_pairs", "squad_qa"}
-    assert set(finetune["config"]) == {"ours_padded", "ours_dynamic", "trainer_default", "trainer_dynamic"}
+    assert set(finetune["config"]) == {"ours_stage", "ours_padded", "ours_dynamic", "trainer_default", "trainer_dynamic"}
     for task, group in finetune.groupby("task"):
         pad = group.set_index("config")["pad_fraction"]
         assert pad["ours_dynamic"] <= pad["ours_padded"], task
+        assert pad["ours_stage"] <= pad["ours_padded"], task  # the stage pads per batch (span_padding: batch)
         assert pad["trainer_dynamic"] <= pad["trainer_default"], task
     assert pd.read_csv(out / "mtl_passstep.csv")["pass_step"].tolist() == [1, 2, 4, 8]
     assert not (out / "gpu_mfu.csv").exists()

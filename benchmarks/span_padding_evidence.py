@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -35,7 +36,8 @@ from road_repro.models.model import build_model
 from road_repro.train.loop import Pass, predict, train
 from road_repro.train.objectives import Objective, pass_losses
 
-SHARED = Path("/work/shared/data")
+#: The real data: $ROAD_DATA_DIR, else ../shared/data beside the checkout (as the tests find it).
+SHARED = Path(os.environ.get("ROAD_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def article_split(data_dir: Path, train_questions: int, dev_questions: int,

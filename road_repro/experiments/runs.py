@@ -27,6 +27,7 @@ from filelock import FileLock
 from road_repro import __version__
 from road_repro.io import atomic_write_json
 from road_repro.log import logger
+from road_repro.models.encoder import loaded_commits
 from road_repro.train.checkpoint import sha256_file
 from road_repro.train.distributed import barrier, broadcast_object, is_main, world_size
 from road_repro.train.loop import resolve_precision
@@ -76,7 +77,8 @@ def runtime_record(precision: str, device: torch.device) -> dict[str, Any]:
     """What ``runtime.precision`` resolved to on ``device`` in this process, for ``config.json``.
 
     The hashed config keeps the setting (``auto``: the same run on any GPU); the record says what ran:
-    ``bf16``, ``fp16`` (with a grad scaler) or ``fp32``, the device, its compute capability and the world size.
+    ``bf16``, ``fp16`` (with a grad scaler) or ``fp32``, the device, its compute capability and the world size;
+    and the hub commit of every model loaded (:func:`~road_repro.models.encoder.loaded_commits`).
     """
     dtype = resolve_precision(precision, device)
     record: dict[str, Any] = {"precision_setting": precision, "device": str(device), "world_size": world_size(),
@@ -84,6 +86,8 @@ def runtime_record(precision: str, device: torch.device) -> dict[str, Any]:
                               "grad_scaler": dtype == torch.float16}
     if device.type == "cuda":
         record["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(device)
+    if commits := loaded_commits():
+        record["model_commits"] = commits  # the hub revision each model was loaded at
     return record
 
 

@@ -101,11 +101,26 @@ def load_model_config(cfg: ModelConfig, local_files_only: bool = False):
     """The checkpoint's configuration (local files, the packaged MiniLM, or the hub where allowed;
     ``local_files_only``: never the hub)."""
     try:
-        return AutoConfig.from_pretrained(_resolve(cfg.name_or_path or ""), trust_remote_code=cfg.trust_remote_code,
-                                          local_files_only=local_files_only, revision=cfg.revision)
+        config = AutoConfig.from_pretrained(_resolve(cfg.name_or_path or ""), trust_remote_code=cfg.trust_remote_code,
+                                            local_files_only=local_files_only, revision=cfg.revision)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model {cfg.name_or_path!r} (offline or unknown name): "
                           f"{str(exc).splitlines()[0]}") from exc
+    commit = getattr(config, "_commit_hash", None)  # set by transformers for a hub checkpoint, pinned or not
+    if commit:
+        _LOADED_COMMITS[cfg.name_or_path or ""] = commit
+    return config
+
+
+#: Hub checkpoint -> the commit this process loaded its config from (:func:`loaded_commits`).
+_LOADED_COMMITS: dict[str, str] = {}
+
+
+def loaded_commits() -> dict[str, str]:
+    """The hub commit each checkpoint loaded so far in this process was read at (the preflight loads every
+    model's config before any stage), so a run config says which revision ran even where the profile pins
+    none. Local folders and the packaged MiniLM have no commit and are absent."""
+    return dict(_LOADED_COMMITS)
 
 
 #: Weight files looked for, in order of preference: (format, file name); an index names the shards.

@@ -128,3 +128,30 @@ def test_preflight_names_a_model_whose_weights_are_missing(tmp_path):
                                               "tiny": ModelConfig(preset="tiny")})
     problems = weights_problems(profile, Needs(models={"large", "base", "tiny"}))
     assert len(problems) == 1 and problems[0].startswith("models.large: ") and "no weights file" in problems[0]
+
+
+def test_run_configs_record_the_hub_commit_each_model_was_loaded_at(monkeypatch):
+    """An unpinned hub model (revision None) still leaves the commit it was read at in every run's config.json
+    (transformers sets ``_commit_hash`` on a hub config); local folders record none."""
+    import torch
+    from transformers import AutoConfig, BertConfig
+
+    from road_repro.config import ModelConfig
+    from road_repro.experiments.runs import runtime_record
+    from road_repro.models import encoder
+
+    def from_hub(name, **kwargs):
+        config = BertConfig()
+        config._commit_hash = "0123456789abcdef0123456789abcdef01234567"
+        return config
+
+    monkeypatch.setattr(encoder, "_LOADED_COMMITS", {})
+    monkeypatch.setattr(AutoConfig, "from_pretrained", from_hub)
+    encoder.load_model_config(ModelConfig(name_or_path="google/electra-large-discriminator"))
+    record = runtime_record("fp32", torch.device("cpu"))
+    assert record["model_commits"] == {"google/electra-large-discriminator": "0123456789abcdef0123456789abcdef01234567"}
+
+    monkeypatch.setattr(encoder, "_LOADED_COMMITS", {})
+    monkeypatch.setattr(AutoConfig, "from_pretrained", lambda name, **kwargs: BertConfig())  # a local folder
+    encoder.load_model_config(ModelConfig(name_or_path="some/local/folder"))
+    assert "model_commits" not in runtime_record("fp32", torch.device("cpu"))

@@ -13,9 +13,8 @@ start, after returning freed heap to the system (``malloc_trim``) so earlier run
 Where ``clear_refs`` cannot be written, ``ru_maxrss`` is used; it never goes down, so a run that peaks lower
 than an earlier one reads 0 (the ``mem_kind`` column says which measure a row used).
 
-:class:`LengthGroupedBatches` (dynamic padding with length-grouped minibatches as a pure function of the step)
-and :func:`trim_padding` are the reusable step-source pieces our loop lacked; they belong in
-:mod:`road_repro.train` and live here until they move.
+:func:`trim_padding` gives fixed-length features dynamic padding for the bench's own variants; length-grouped
+minibatches are the stage's own (:class:`road_repro.data.batching.LengthGroupedBatches`, re-exported here).
 """
 
 from __future__ import annotations
@@ -43,9 +42,9 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
-from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from road_repro.config import REPO_ROOT, ModelConfig, OptimConfig
+from road_repro.data.batching import LengthGroupedBatches  # noqa: F401 (the benchmarks' batch order)
 from road_repro.data.features import qa_features
 from road_repro.data.registry import load_examples
 from road_repro.data.schema import ClassificationExample, QAExample
@@ -296,34 +295,6 @@ def trim_padding(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     if bool(mask[:, length:].any()):
         raise DataError("trim_padding: the batch is not right-padded (attention mask has ones after the longest row)")
     return {k: v[:, :length].contiguous() if k in SEQUENCE_KEYS else v for k, v in batch.items()}
-
-
-class LengthGroupedBatches:
-    """Minibatch indices grouped by length, as a pure function of the step (dynamic padding pays off).
-
-    Epoch ``e`` orders the rows with ``transformers``' own ``get_length_grouped_indices`` (what the Trainer's
-    ``group_by_length`` sampler uses: a random permutation cut into mega-batches of up to 50 batches, each
-    sorted by length, the longest batch first) under a generator seeded by ``(seed, e)``; step ``k`` of the
-    epoch takes the ``k``-th slice of ``batch_size``. Being a function of the step, like
-    :class:`road_repro.train.loop.EpochBatches`, it replays the same batches when a run resumes.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int):
-        if not lengths:
-            raise DataError("LengthGroupedBatches: no training rows")
-        if batch_size < 1:
-            raise ConfigError(f"LengthGroupedBatches: batch_size={batch_size} must be at least 1")
-        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
-        self.steps_per_epoch = -(-len(self.lengths) // batch_size)
-        self._order: tuple[int, Tensor] | None = None
-
-    def __call__(self, step: int) -> Tensor:
-        epoch, k = divmod(step, self.steps_per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=gen)
-            self._order = (epoch, torch.tensor(order, dtype=torch.long))
-        return self._order[1][k * self.batch_size : (k + 1) * self.batch_size]
 
 
 # -- models --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ Five configurations per task:
   windows with the masked span objective (``features.span_padding: batch``, the default);
 * ``ours_padded`` -- :func:`road_repro.train.loop.train` on fixed-length rows with :class:`EpochBatches`
   (what the finetune stage runs for QA with ``features.span_padding: window``);
-* ``ours_dynamic`` -- our loop with length-grouped batches (:class:`benchmarks.common.LengthGroupedBatches`)
+* ``ours_dynamic`` -- our loop with length-grouped batches (:class:`road_repro.data.batching.LengthGroupedBatches`)
   padded per batch: :func:`pad_collate` for pairs, :func:`benchmarks.common.trim_padding` for QA windows;
 * ``trainer_default`` -- ``transformers.Trainer`` as the HF example scripts run it by default
   (``run_glue.py`` / ``run_qa.py``: a ``datasets.Dataset`` padded to ``max_seq_length``,

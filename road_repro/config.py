@@ -419,6 +419,10 @@ def load_table_spec(name_or_path: str) -> TableSpec:
     """Read ``ablations/<name>.yaml`` into a checked :class:`TableSpec`."""
     path = _resolve_path(name_or_path, ABLATIONS_DIR, "table spec")
     spec: TableSpec = _merge(TableSpec, load_yaml(path, "table spec"), what=f"table spec {path}")
+    scales = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    for scale in spec.scale_overrides:
+        if scale not in scales:
+            raise ConfigError(f"{path}: scale_overrides.{scale} names no profile (one of {', '.join(scales)})")
     for i, row in enumerate(spec.rows):
         if row.recipe not in RECIPES:
             raise ConfigError(f"{path}: rows[{i}].recipe={row.recipe!r} is not one of {RECIPES}")
@@ -544,8 +548,9 @@ def load_profile(
     layers = [load_yaml(path, "profile")]
     if table is not None and table.profile_overrides:
         layers.append(OmegaConf.create(table.profile_overrides))
-    if table is not None and path.stem in table.scale_overrides:
-        layers.append(OmegaConf.create(table.scale_overrides[path.stem]))
+    scale = layers[0].get("name") or path.stem  # the profile's name, so a copy of paper.yaml keeps paper's overrides
+    if table is not None and scale in table.scale_overrides:
+        layers.append(OmegaConf.create(table.scale_overrides[scale]))
     try:
         layers.append(OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as exc:

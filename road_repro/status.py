@@ -66,7 +66,15 @@ def load_plan(output_dir: Path, profile: str) -> dict[str, Any]:
 
 
 def _newest_change(folder: Path) -> float:
-    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=folder.stat().st_mtime)
+    """The newest modification time under ``folder``; files a running stage renames away meanwhile are skipped."""
+    times = []
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                times.append(p.stat().st_mtime)
+        except FileNotFoundError:  # an atomic write's temporary file, renamed since rglob listed it
+            continue
+    return max(times, default=folder.stat().st_mtime)
 
 
 def _started(folder: Path) -> float | None:

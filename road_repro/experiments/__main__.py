@@ -30,7 +30,7 @@ import traceback
 from datetime import timedelta
 from pathlib import Path
 
-from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingInterrupted, exit_status
+from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingError, TrainingInterrupted, exit_status
 from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         status, word = exit_status(exc)
         if args.debug:
             traceback.print_exc()
-        if os.environ.get("RANK", "0") == "0" or not isinstance(exc, TrainingInterrupted):  # torchrun: say it once
+        if os.environ.get("RANK", "0") == "0" or isinstance(exc, TrainingError) and not isinstance(exc, TrainingInterrupted):
+            # torchrun: settings, data and SIGTERM are the same on every rank, so rank 0 says them once
             hint = "; rerun the same command to resume" if isinstance(exc, TrainingInterrupted) else ""
             lines = list(dict.fromkeys(line.strip() for line in str(exc).splitlines() if line.strip()))
             for line in lines:

@@ -235,7 +235,10 @@ def _curve(run_dir: Path) -> pd.DataFrame | None:
     path = run_dir / "train_log.csv"
     if not path.is_file():
         return None
-    log = pd.read_csv(path, usecols=["step", "total"]).dropna()
+    try:  # a live writer may leave a cut last line; a log from another version may lack a column
+        log = pd.read_csv(path, on_bad_lines="skip")[["step", "total"]].apply(pd.to_numeric, errors="coerce").dropna()
+    except (KeyError, ValueError, pd.errors.ParserError):
+        return None
     return log if len(log) else None
 
 
@@ -247,12 +250,14 @@ def plot_curves(frame: pd.DataFrame, runs_dir: Path, title: str) -> bytes | None
     a moving average over 2 % of the steps, so a diverging or flat run stands out from the noise of a step.
     None when no row has a training log.
     """
-    runs = frame.dropna(subset=["run_id"]).sort_values("row", kind="stable").drop_duplicates(["method", "run_id"])
-    panels: dict[str, list[tuple[str, pd.DataFrame]]] = {}
-    for method, seed, run_id in zip(runs["method"], runs["seed"], runs["run_id"]):
+    runs = frame.dropna(subset=["run_id"]).sort_values("row", kind="stable").drop_duplicates(["row", "run_id"])
+    models = runs["paper_model"] if "paper_model" in runs else pd.Series([None] * len(runs), index=runs.index)
+    panels: dict[str, list[tuple[str, pd.DataFrame]]] = {}  # one per table row: method (and paper model)
+    for method, model, seed, run_id in zip(runs["method"], models, runs["seed"], runs["run_id"]):
         curve = _curve(Path(runs_dir) / str(run_id))
         if curve is not None:
-            panels.setdefault(str(method), []).append(("" if pd.isna(seed) else f"seed {int(seed)}", curve))
+            name = str(method) if pd.isna(model) or not model else f"{method} ({model})"
+            panels.setdefault(name, []).append(("" if pd.isna(seed) else f"seed {int(seed)}", curve))
     if not panels:
         return None
     shown = list(panels)[:MAX_CURVE_PANELS]
@@ -261,7 +266,7 @@ def plot_curves(frame: pd.DataFrame, runs_dir: Path, title: str) -> bytes | None
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(min(MAX_WIDTH_IN, 3.6 * n_cols), 2.6 * n_rows + 0.8),
                              squeeze=False, layout="constrained")
     for ax, method in zip(axes.flat, shown):
-        color = method_color(method)
+        color = method_color(method.split(" (")[0])  # the method's colour in every table
         for i, (label, curve) in enumerate(panels[method]):
             window = max(1, len(curve) // 50)
             smooth = curve["total"].rolling(window, min_periods=1).mean()

@@ -131,7 +131,8 @@ def t_interval(better: np.ndarray, worse: np.ndarray, *, fixed: str | None = Non
 
     ``fixed``: which side is one fixed value (its last axis has length 1), or ``None`` for Welch's interval.
     ``low``/``high`` are the ends of the two-sided ``1 - 2 (1 - level)`` interval, i.e. one-sided bounds at
-    ``level``. A zero spread gives ``se = 0`` and a point interval."""
+    ``level``. A zero spread (every seed the same, e.g. a collapsed model) estimates no noise at all: its
+    interval is unbounded (``-inf, inf``), so such a claim is inconclusive rather than decided at p = 0."""
     diff = better.mean(axis=-1) - worse.mean(axis=-1)
     if fixed is None:
         va, vb = better.var(axis=-1, ddof=1) / better.shape[-1], worse.var(axis=-1, ddof=1) / worse.shape[-1]
@@ -145,7 +146,8 @@ def t_interval(better: np.ndarray, worse: np.ndarray, *, fixed: str | None = Non
         se = seeded.std(axis=-1, ddof=1) / math.sqrt(seeded.shape[-1])
         df = np.full(np.shape(diff), seeded.shape[-1] - 1.0)
     q = stats.t.ppf(level, df)
-    return diff, se, df, diff - q * se, diff + q * se
+    bounded = se > 0
+    return diff, se, df, np.where(bounded, diff - q * se, -np.inf), np.where(bounded, diff + q * se, np.inf)
 
 
 def decide(kind: str, low: np.ndarray, high: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +337,8 @@ def compare(
         statistic = min(_t(d + margin, se), _t(margin - d, se))
     else:
         statistic = _t(d - lower, se)
-    p_value = float(stats.t.sf(statistic, df))
+    # zero spread: no noise estimate, so no test (the interval is unbounded, see t_interval)
+    statistic, p_value = (statistic, float(stats.t.sf(statistic, df))) if se > 0 else (math.nan, math.nan)
     aso_note = f"eps_min(A > B) = {forward:.2f}, eps_min(B > A) = {reverse:.2f} (eps = {eps})"
     if kind == "greater":
         holds, rev = holds and forward < eps, rev and reverse < eps

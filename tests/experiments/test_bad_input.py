@@ -353,3 +353,22 @@ def test_every_notebook_declares_its_parameters_so_papermill_reads_them():
         cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
         names = [p.name for p in PythonTranslator.inspect(cell)]
         assert names == ["profile", "seeds", "output_dir", "runs_dir", "overrides", "progress"], path.name
+
+
+def test_scale_overrides_follow_the_profiles_name_and_unknown_scales_are_named(tmp_path):
+    """A copy of paper.yaml under another file name keeps the spec's paper-only settings; a misspelt scale in
+    scale_overrides stops with one line naming it."""
+    import shutil
+
+    from road_repro.config import PROFILES_DIR, load_profile, load_table_spec
+
+    copy = tmp_path / "paper_h100.yaml"
+    shutil.copy(PROFILES_DIR / "paper.yaml", copy)
+    spec = load_table_spec("blog_other_tasks")
+    assert spec.scale_overrides.get("paper"), "blog 6b sets ELECTRA's base settings at the paper scale"
+    assert load_profile(str(copy), table=spec).finetune.lr == load_profile("paper", table=spec).finetune.lr
+    bad = tmp_path / "spec.yaml"
+    bad.write_text((ABLATIONS_DIR / "blog_other_tasks.yaml").read_text().replace("scale_overrides:\n  paper:",
+                                                                               "scale_overrides:\n  papr:"))
+    with pytest.raises(ConfigError, match="scale_overrides.papr names no profile"):
+        load_table_spec(str(bad))

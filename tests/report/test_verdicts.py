@@ -20,6 +20,7 @@ from road_repro.report.verdicts import (
     aso_eps_min,
     compare,
     rule_text,
+    t_interval,
     verdicts,
 )
 
@@ -121,10 +122,13 @@ def test_ensemble_is_a_fixed_reference() -> None:
     assert too_few.verdict == TOO_FEW and "on the seeded row" in too_few.change
 
 
-def test_zero_spread_is_a_point_interval() -> None:
+def test_zero_spread_decides_nothing() -> None:
+    """Identical seeds (e.g. a collapsed model) estimate no noise: the claim is inconclusive, never decided at p = 0."""
     v = compare([81.0, 81.0], [80.0, 80.0])
-    assert (v.ci_low, v.ci_high) == (1.0, 1.0) and v.p_value == 0.0
-    assert compare([80.0, 80.0], [80.0, 80.0], kind="equal", margin=0.1).verdict == HOLDS
+    assert v.verdict == INCONCLUSIVE and (v.ci_low, v.ci_high) == (-math.inf, math.inf) and math.isnan(v.p_value)
+    assert compare([80.0, 80.0], [80.0, 80.0], kind="equal", margin=0.1).verdict == INCONCLUSIVE
+    _, _, _, low, high = t_interval(np.array([80.0, 80.5, 81.0]), np.array([79.0, 79.0, 79.0]), level=0.99)
+    assert np.isfinite(low) and np.isfinite(high)
 
 
 def test_bonferroni_turns_a_borderline_win_inconclusive() -> None:
@@ -188,3 +192,4 @@ def test_the_simulated_rule_is_compares_rule(kind: str, margin: float | None, fi
     single = [compare(b, w, kind=kind, margin=margin, fixed=fixed, n_comparisons=2, n_boot=300).verdict
               for b, w in zip(better, worse)]
     assert batch.tolist() == single and len(set(single)) > 1
+

@@ -131,7 +131,7 @@ SPEC = register_dataset(
         licence="MARC / hub: Amazon's Multilingual Amazon Reviews Corpus terms (non-commercial research); Alexa TSV: not stated",
         size="hub en: 200,000 train / 5,000 dev / 5,000 test; Alexa TSV: 3,150 rows (Table 1: 1000K)",
         examples={"train": 1_000_000, "dev": 5_000},
-        max_unusable_share=0.03,  # the Alexa TSV: 79 of 3,150 reviews are blank (2.5 %)  # paper scale, for planning (DatasetSpec)
+        max_unusable_share=0.03,  # the Alexa TSV: 79 of 3,150 reviews are blank (2.5 %)
         notes=(
             "The paper's 1000K reviews (Ni et al., 2019 crawl) have no parquet copy on the hub; the MARC English "
             "part stands in (same task: 5-way star rating). Shared data holds only the Alexa device reviews, used "

@@ -58,7 +58,8 @@ def test_two_processes_on_one_runs_folder_train_the_stage_once(forkserver, tmp_p
     (run,) = runs.glob("finetune-*")
     done = json.loads((run / "DONE").read_text())
     assert done["files"] == {name: sha256_file(run / name) for name in done["files"]}
-    assert sorted(done["files"]) == sorted(p.name for p in run.iterdir() if p.name != "DONE")
+    on_disk = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file() and p.name != "DONE")
+    assert sorted(done["files"]) == on_disk
 
 
 # -- damaged cached runs are re-run ---------------------------------------------------------------------

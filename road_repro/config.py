@@ -555,6 +555,8 @@ def load_profile(
         layers.append(OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"bad override in {overrides}: {_one_line(exc)}") from exc
+    except (ValueError, TypeError, KeyError) as exc:  # e.g. 'k=[a]' then 'k._=1': OmegaConf indexes a list by '_'
+        raise ConfigError(f"bad override in {overrides}: {exc}") from exc
     profile: ProfileConfig = _merge(ProfileConfig, *layers, what=f"profile {path} with overrides {overrides}")
     if profile.data_dir is None and os.environ.get("ROAD_DATA_DIR"):
         profile.data_dir = os.environ["ROAD_DATA_DIR"]

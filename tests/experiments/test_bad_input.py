@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from road_repro.config import ABLATIONS_DIR, PROFILES_DIR, OptimConfig, load_table_spec, parse_overrides, parse_seeds
@@ -330,6 +330,7 @@ OVERRIDE = st.one_of(
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides=st.lists(OVERRIDE, min_size=1, max_size=3))
+@example(overrides=["x_kz=[a]", "x_kz._=1"])  # OmegaConf raised a bare ValueError (a list indexed by '_')
 def test_any_command_line_starts_cleanly_or_stops_with_one_line_per_problem(overrides):
     """Never a library traceback: status 0, or status 2 with one ``error:`` line (or a count, then one per problem)."""
     status, lines, out = run_cli("table5", "--preflight", *[a for o in overrides for a in ("--override", o)])

@@ -157,7 +157,7 @@ def test_hub_fixture_loads_skipping_the_known_bad_rows(name, serve, caplog):
     assert args[0] == spec.hub[0] and kwargs.get("revision") == spec.hub_revision
 
 
-@pytest.mark.parametrize("name", ["qqp", "squad_v2", "quac"])
+@pytest.mark.parametrize("name", ["qqp", "squad_v2", "quac", "qa_srl"])
 def test_the_default_share_stops_naming_the_split_and_the_row(name, serve):
     good, bad, _ = CASES[name]
     serve(fixture(name, good + bad))

@@ -5,6 +5,7 @@ proportions follow, and the paper profile's pins."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -216,3 +217,39 @@ def test_paper_profile_pins_every_hub_model_to_a_commit():
     for key, model in PAPER.models.items():
         assert re.fullmatch(r"[0-9a-f]{40}", model.revision or ""), key
         assert model.trust_remote_code is False
+
+
+# --- QA-SRL: an empty sentence is skipped and counted, local file or hub --------------------------------------
+
+
+def qa_srl_gold(root: Path, sentences: dict[str, str]) -> Path:
+    """A QA-SRL GS dev gold csv (one question per sentence) with its sentences csv."""
+    (root / "qa_srl/qasrl-gs/sentences").mkdir(parents=True)
+    (root / "qa_srl/qasrl-gs/gold").mkdir(parents=True)
+    (root / "qa_srl/qasrl-gs/sentences/x.dev.full.csv").write_text(
+        "qasrl_id,tokens\n" + "".join(f"{sid},{text}\n" for sid, text in sentences.items()))
+    gold = root / "qa_srl/qasrl-gs/gold/x.dev.gold.csv"
+    gold.write_text("qasrl_id,verb_idx,question,answer_range\n" + "".join(f"{sid},1,Who ran?,0:1\n" for sid in sentences))
+    return gold
+
+
+def test_qa_srl_local_empty_sentence_is_skipped_and_counted(tmp_path):
+    gold = qa_srl_gold(tmp_path, {"s1": "Ann ran .", "s2": "", "s3": "Bob ran ."})
+    examples = load_examples("qa_srl", "dev", data_dir=tmp_path, max_unusable_share=0.5)
+    assert [e.context for e in examples] == ["Ann ran .", "Bob ran ."]
+    assert data_source("qa_srl", "dev", tmp_path).endswith("skipped 1 of 3 rows: 1 empty text")
+    with pytest.raises(DataError, match=rf"{re.escape(str(gold))}: row 2: empty sentence"):
+        load_examples("qa_srl", "dev", data_dir=tmp_path)  # 1 of 3 is over the default 0.1 %
+
+
+def test_qa_srl_bank_empty_sentence_is_skipped_and_counted(tmp_path):
+    path = tmp_path / "qasrl-v2" / "orig" / "dev.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    label = {"answerJudgments": [{"isValid": True, "spans": [[0, 1]]}]}
+    lines = [{"sentenceId": sid, "sentenceTokens": tokens, "verbEntries": {"1": {"questionLabels": {"Who ran?": label}}}}
+             for sid, tokens in (("s1", ["Ann", "ran", "."]), ("s2", []))]
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert [e.id for e in load_examples("qa_srl", "dev", data_dir=tmp_path, max_unusable_share=0.5)] == ["s1#1#Who ran?"]
+    with pytest.raises(DataError, match="1 of 2 rows .* are unusable.*line 2 verb 1 question 'Who ran\\?': empty sentence"):
+        load_examples("qa_srl", "dev", data_dir=tmp_path)

@@ -21,15 +21,15 @@ Rows real releases are known to contain and that cannot be used (an empty text, 
 label set, ...) are skipped and counted under one rule for hub and local files
 (:mod:`road_repro.data.unusable`): said once per split on the console, appended to the split's
 :func:`data_source` (which run configs record), and an error past ``max_unusable_share`` of the split or
-when no usable row is left. ``cap`` keeps a deterministic, seeded sample of at most that many examples
-(paper Table 1 sizes, e.g. QA-ZRE's 1,000K of the hub's ~8.4M rows) in file order.
+when no usable row is left. ``cap`` keeps the usable examples of a deterministic, seeded sample of that
+many of the split's rows (:func:`cap_rows`; paper Table 1 sizes, e.g. QA-ZRE's 1,000K of the hub's ~8.4M
+rows) in file order: the same rows give the same examples from a local file and from the hub.
 """
 
 from __future__ import annotations
 
 import glob
 import itertools
-import math
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from road_repro.data.schema import TASK_TYPES, ClassificationExample, QAExample
-from road_repro.data.unusable import DEFAULT_MAX_UNUSABLE_SHARE, collecting
+from road_repro.data.unusable import DEFAULT_MAX_UNUSABLE_SHARE, SkipTally, collecting
 from road_repro.errors import ConfigError, DataError
 from road_repro.log import logger
 
@@ -69,6 +69,9 @@ class DatasetSpec:
       config in a folder, loaded with ``data_dir=config``. ``hub_label_names`` are the
       hub's ClassLabel names for ``label``, checked against the downloaded features.
     * ``from_hub(records, where)`` converts hub rows, each carrying its row number under :data:`ROW_KEY`.
+      ``hub_rows_are_examples`` says that each hub row is one row read (one example, or one skipped row),
+      so a cap can pick the rows before any conversion; otherwise (a dialog per row, rows of other
+      subsets) the whole split is converted and then capped.
     * ``local`` maps our split names to candidate paths relative to a data directory (the first that
       exists wins); ``from_file(path)`` reads one such file.
     * ``generate(split, limit)`` makes synthetic data and replaces both sources.
@@ -93,6 +96,7 @@ class DatasetSpec:
     size: str
     notes: str = ""
     hub_revision: str | None = None
+    hub_rows_are_examples: bool = False
     hub_label_names: tuple[str, ...] | None = None
     generate: Generate | None = field(default=None, compare=False)
     examples: dict[str, int] = field(default_factory=dict)
@@ -233,10 +237,6 @@ def _check_hub_labels(spec: DatasetSpec, features: Any) -> None:
         )
 
 
-#: Rows drawn beyond a cap before conversion, for rows the conversion skips (share of the cap, plus a few).
-CAP_MARGIN = 0.01
-
-
 def cap_rows(total: int, cap: int, key: str) -> list[int]:
     """Indices (sorted) of a deterministic sample of ``cap`` of ``total`` rows; seeded by ``key`` alone,
     so every process, run and machine takes the same rows."""
@@ -245,11 +245,17 @@ def cap_rows(total: int, cap: int, key: str) -> list[int]:
     return sorted(random.Random(f"road-repro cap {key}").sample(range(total), cap))
 
 
+def _cap_key(name: str, split: str) -> str:
+    """The seed of a split's cap (:func:`cap_rows`), the same for a local file and the hub."""
+    return f"{name}:{split}"
+
+
 def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None = None) -> list[Example]:
     """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached).
 
-    With a ``cap`` well below the split's rows only a seeded sample of a little more than ``cap`` rows is
-    converted (QA-ZRE: ~1.01M of ~8.4M), so the split never exists as Python objects in full.
+    With a ``cap`` below the split's rows and ``hub_rows_are_examples``, only the rows the cap keeps
+    (:func:`cap_rows`, the rule :func:`load_examples` applies to a local file) are converted (QA-ZRE: 1M
+    of ~8.4M), so the split never exists as Python objects in full.
     """
     assert spec.hub is not None and spec.from_hub is not None
     import datasets
@@ -265,8 +271,8 @@ def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None 
     _check_hub_labels(spec, ds.features)
     where = f"hub {hub_id}" + (f"[{config}]" if config else "") + f" split {hub_split}"
     indices: list[int] | range = range(len(ds))
-    if cap is not None and len(ds) > cap * (1 + 2 * CAP_MARGIN) + 100:
-        indices = cap_rows(len(ds), math.ceil(cap * (1 + CAP_MARGIN)) + 100, f"{spec.name}:{split}:rows")
+    if cap is not None and spec.hub_rows_are_examples and len(ds) > cap:
+        indices = cap_rows(len(ds), cap, _cap_key(spec.name, split))
         ds = ds.select(indices)
     rows = ({**rec, ROW_KEY: row} for row, rec in zip(indices, ds))
     out: list[Example] = []
@@ -313,17 +319,23 @@ def data_source(name: str, split: str, data_dir: Path | None = None) -> str:
     return f"{source}; {skipped}" if skipped else source
 
 
-def _apply_cap(examples: list[Example], cap: int | None, key: str) -> list[Example]:
-    """At most ``cap`` examples: a seeded sample (:func:`cap_rows`) kept in file order."""
-    if cap is None or len(examples) <= cap:
+def _apply_cap(examples: list[Example], rows: list[int], total: int, cap: int, key: str) -> list[Example]:
+    """The examples of a seeded sample of ``cap`` of the ``total`` rows read (:func:`cap_rows`), in file order.
+
+    ``rows`` holds each example's row number among the rows read, usable or not (as the hub's rows are
+    picked before conversion), so the unusable rows in the sample are dropped and the same rows give the
+    same examples from a local file and from the hub.
+    """
+    if total <= cap:
         return examples
-    return [examples[i] for i in cap_rows(len(examples), cap, key)]
+    keep = set(cap_rows(total, cap, key))
+    return [ex for ex, row in zip(examples, rows) if row in keep]
 
 
 def load_examples(name: str, split: str, data_dir: Path | None = None, limit: int | None = None,
                   cap: int | None = None, max_unusable_share: float = DEFAULT_MAX_UNUSABLE_SHARE) -> list[Example]:
-    """Load split ``split`` of dataset ``name`` as validated examples: a seeded sample of at most ``cap``
-    (:func:`cap_rows`, file order kept), then at most ``limit`` (the first ones).
+    """Load split ``split`` of dataset ``name`` as validated examples: the usable ones of a seeded sample of
+    ``cap`` rows (:func:`cap_rows`, file order kept), then at most ``limit`` (the first ones).
 
     Synthetic datasets generate their data; otherwise the first existing local candidate under
     ``data_dir`` (or ``$ROAD_DATA_DIR``) is read, else the hub. Unusable rows are skipped and counted
@@ -345,7 +357,14 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
     if summary and (name, split, source) not in _SKIPPED:
         logger.warning("dataset %s split %s (%s): %s", name, split, source, summary)
     _SKIPPED[(name, split, source)] = summary
-    return _apply_cap(examples, cap, f"{name}:{split}")[:limit]
+    return _capped(examples, tally, cap, _cap_key(name, split), source)[:limit]
+
+
+def _capped(examples: list[Example], tally: SkipTally, cap: int | None, key: str, source: str) -> list[Example]:
+    """:func:`_apply_cap` with each example's row from the load's tally."""
+    if cap is None:
+        return examples
+    return _apply_cap(examples, tally.example_rows(len(examples), source), tally.rows or len(examples), cap, key)
 
 
 def _read(spec: DatasetSpec, split: str, root: Path | None, limit: int | None, cap: int | None) -> list[Example]:

@@ -179,7 +179,7 @@ def test_local_cap_keeps_a_seeded_sample_in_file_order(tmp_path):
 
 
 def test_hub_cap_converts_only_a_sample_of_the_rows(monkeypatch):
-    """QA-ZRE: the hub split is ~8.4x Table 1; only a little more than the cap is ever converted."""
+    """QA-ZRE: the hub split is ~8.4x Table 1; only the rows the cap keeps are ever converted."""
     rows = {"relation": ["r"] * 5000, "question": ["Where was XXX?"] * 5000, "subject": ["Ada"] * 5000,
             "context": [f"Ada was at home {i} ." for i in range(5000)], "answers": [["home"]] * 5000}
     monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: Dataset.from_dict(rows))
@@ -189,7 +189,7 @@ def test_hub_cap_converts_only_a_sample_of_the_rows(monkeypatch):
         **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
         "from_hub": lambda recs, where: (converted.extend(recs), spec.from_hub(recs, where))[1]})})
     examples = load_examples("qa_zre", "train", cap=400)
-    assert len(examples) == 400 and len(converted) == 504  # ceil(400 * 1.01) + 100 rows drawn, not 5,000
+    assert len(examples) == 400 and len(converted) == 400  # the capped rows, not 5,000
     assert examples == load_examples("qa_zre", "train", cap=400)
 
 
@@ -217,6 +217,83 @@ def test_paper_profile_pins_every_hub_model_to_a_commit():
     for key, model in PAPER.models.items():
         assert re.fullmatch(r"[0-9a-f]{40}", model.revision or ""), key
         assert model.trust_remote_code is False
+
+
+# --- one cap rule for a local file and the hub ---------------------------------------------------------------
+
+
+def squad_json(path: Path, rows: list[dict]) -> Path:
+    """An official SQuAD 2.0 file holding hub-shaped ``rows`` as one paragraph each, in order."""
+    paragraphs = [{"context": r["context"], "qas": [{"id": r["id"], "question": r["question"], "is_impossible": False,
+                                                     "answers": [{"text": t, "answer_start": s} for t, s in
+                                                                 zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
+                  for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "NFL", "paragraphs": paragraphs}]}))
+    return path
+
+
+def mrqa_jsonl(path: Path, rows: list[dict]) -> Path:
+    """An MRQA jsonl.gz file holding hub-shaped ``rows`` (one context line each, inclusive char spans)."""
+    lines = [{"header": {"dataset": "NewsQA"}}]
+    for r in rows:
+        spans = [[s, e] for group in r["detected_answers"]["char_spans"] for s, e in zip(group["start"], group["end"])]
+        lines.append({"context": r["context"], "qas": [{"qid": r["qid"], "question": r["question"], "answers": r["answers"],
+                                                        "detected_answers": [{"text": r["answers"][0], "char_spans": spans}]}]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["squad_v2", "newsqa"])
+def test_the_same_rows_give_the_same_capped_examples_from_a_local_file_and_the_hub(name, tmp_path, monkeypatch):
+    """400 rows, every 40th unusable (an empty question), cap 50: the hub (SQuAD: rows picked before
+    conversion; NewsQA: MRQA rows of other subsets in between, all converted) keeps the examples the
+    local file keeps. Before, the hub drew 151 rows with one seed, then 50 examples of those with another."""
+    from tests.data.test_hub_fixtures import fixture, mrqa, squad
+
+    if name == "squad_v2":
+        rows = [squad(f"q{i}", " " if i % 40 == 7 else f"Who won game {i}?") for i in range(400)]
+        hub_rows, local = rows, squad_json(tmp_path / "squad2" / "train-v2.0.json", rows)
+    else:
+        rows = [mrqa("NewsQA", f"n{i}", question="" if i % 40 == 7 else f"Who won game {i}?") for i in range(400)]
+        hub_rows = [r for i, row in enumerate(rows) for r in ([row, mrqa("SQuAD", f"s{i}")] if i % 3 else [row])]
+        local = mrqa_jsonl(tmp_path / "mrqa" / "train" / "NewsQA.jsonl.gz", rows)
+    assert data_source(name, "train", tmp_path) == str(local.resolve())  # the spec's first local candidate
+    from_local = load_examples(name, "train", data_dir=tmp_path, cap=50, max_unusable_share=0.05)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: fixture(name, hub_rows))
+    from_hub = load_examples(name, "train", cap=50, max_unusable_share=0.05)
+    assert [e.id for e in from_hub] == [e.id for e in from_local]
+    assert 45 <= len(from_local) <= 50  # the unusable rows among the 50 drawn are dropped, not replaced
+    kept = [int(e.id[1:]) for e in from_local]
+    assert kept == sorted(kept) and [i for i in cap_rows(400, 50, f"{name}:train") if i % 40 != 7] == kept
+
+
+def test_a_cap_at_the_labelled_size_keeps_every_labelled_pair(tmp_path, monkeypatch):
+    """Pairs without a gold label are no rows of the dataset (SNLI's Table 1 size, 549,367, counts the
+    labelled pairs of 550,152): a cap at the labelled count keeps all of them, local file or hub."""
+    from tests.data.test_hub_fixtures import CASES, fixture
+
+    path = tmp_path / "MNLI" / "train.tsv"
+    path.parent.mkdir()
+    rows = [f"{i}\tA man {i}.\tA person.\t{'-' if i % 4 == 1 else 'entailment'}\n" for i in range(40)]
+    path.write_text("index\tsentence1\tsentence2\tgold_label\n" + "".join(rows))
+    assert len(load_examples("mnli", "train", data_dir=tmp_path, cap=30)) == 30
+    good, bad, _ = CASES["snli"]
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: fixture("snli", (good + bad) * 10))
+    assert len(load_examples("snli", "train", cap=20, max_unusable_share=0.5)) == 20
+
+
+def test_a_reader_that_does_not_mark_its_rows_cannot_be_capped():
+    tally = SkipTally()
+    with collecting() as tally:
+        with skip_unusable():
+            pass
+        tally.add("empty text", "row 2")
+    assert tally.example_rows(1, "f") == [0]
+    with pytest.raises(RuntimeError, match="f: the reader marked 2 rows but returned 3 examples"):
+        tally.example_rows(3, "f")
 
 
 # --- QA-SRL: an empty sentence is skipped and counted, local file or hub --------------------------------------

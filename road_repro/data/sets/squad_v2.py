@@ -35,6 +35,7 @@ SPEC = register_dataset(
         name="squad_v2",
         task="mrc",
         hub=("rajpurkar/squad_v2", "squad_v2"),
+        hub_rows_are_examples=True,
         hub_splits={"train": "train", "dev": "validation"},
         local={
             "train": ("squad2/train-v2.0.json", "SQuAD2/train-v2.0.json", "train-v2.0.json", "squad2/train-v2.0.first10articles.json"),

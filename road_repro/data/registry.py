@@ -15,7 +15,8 @@ unified examples of :mod:`road_repro.data.schema`. Synthetic datasets (smoke sca
    regular file (a directory, a broken symlink, an unreadable file) is an error naming it, never a silent
    fallback to the next candidate;
 3. the hub (at the spec's pinned ``hub_revision``); when neither works it raises :class:`DataError`
-   naming the dataset, the split, the data directory with the paths tried, and the hub id.
+   naming the dataset, the split, the data directory with the paths tried, and the hub id. The commit a
+   hub split was actually read at (pinned or not) is recorded in its :func:`data_source`.
 
 Rows real releases are known to contain and that cannot be used (an empty text, a label outside the
 label set, ...) are skipped and counted under one rule for hub and local files
@@ -32,6 +33,7 @@ import glob
 import itertools
 import os
 import random
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,12 @@ HUB_CHUNK = 2048
 #: Key under which :func:`load_examples` adds each hub record's row number in its split (for messages
 #: and ids that stay right across chunks); converters fall back to the record's position without it.
 ROW_KEY = "__row__"
+#: How a hub repository lays out a config's files: ``"config"`` -- the repository declares its configs
+#: (``load_dataset(id, config)``); ``"parquet_export"`` -- the hub's own parquet conversion (the
+#: ``refs/convert/parquet`` branch, or a commit of it) keeps each config in a folder (``data_dir=config``).
+HUB_LAYOUTS = ("config", "parquet_export")
+#: The branch the hub converts script datasets to parquet on.
+PARQUET_EXPORT_BRANCH = "refs/convert/parquet"
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,12 @@ class DatasetSpec:
 
     * ``hub`` is ``(hub id, config)`` and ``hub_splits`` maps our split names (``"train"``, ``"dev"``,
       ...) to hub split names. ``hub_revision`` pins a commit of the hub repository (docs/datasets.md says
-      how each was checked), or a branch such as ``"refs/convert/parquet"`` for a dataset whose main
-      branch still holds a loading script (``datasets>=4`` refuses scripts); that export keeps each
-      config in a folder, loaded with ``data_dir=config``. ``hub_label_names`` are the
-      hub's ClassLabel names for ``label``, checked against the downloaded features.
+      how each was checked), or names a branch (``None``: main, unpinned). ``hub_layout`` (one of
+      :data:`HUB_LAYOUTS`) says how the config is found: ``"parquet_export"`` for a dataset whose main
+      branch still holds a loading script (``datasets>=4`` refuses scripts), read from the hub's parquet
+      conversion (:data:`PARQUET_EXPORT_BRANCH` or a commit of it), which keeps each config in a folder.
+      ``hub_label_names`` are the hub's ClassLabel names for ``label``, checked against the downloaded
+      features.
     * ``from_hub(records, where)`` converts hub rows, each carrying its row number under :data:`ROW_KEY`.
       ``hub_rows_are_examples`` says that each hub row is one row read (one example, or one skipped row),
       so a cap can pick the rows before any conversion; otherwise (a dialog per row, rows of other
@@ -96,6 +106,7 @@ class DatasetSpec:
     size: str
     notes: str = ""
     hub_revision: str | None = None
+    hub_layout: str = "config"
     hub_rows_are_examples: bool = False
     hub_label_names: tuple[str, ...] | None = None
     generate: Generate | None = field(default=None, compare=False)
@@ -125,6 +136,10 @@ class DatasetSpec:
             raise ConfigError(f"{where}: max_unusable_share={self.max_unusable_share} must lie in [0, 1)")
         if self.context_tokens is not None and (self.task != "mrc" or self.context_tokens < 1):
             raise ConfigError(f"{where}: context_tokens is a positive mean context length of a span-QA dataset")
+        if self.hub_layout not in HUB_LAYOUTS:
+            raise ConfigError(f"{where}: hub_layout {self.hub_layout!r} is not one of {HUB_LAYOUTS}")
+        if self.hub_revision == PARQUET_EXPORT_BRANCH and self.hub_layout != "parquet_export":
+            raise ConfigError(f"{where}: revision {PARQUET_EXPORT_BRANCH} needs hub_layout 'parquet_export'")
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -250,6 +265,56 @@ def _cap_key(name: str, split: str) -> str:
     return f"{name}:{split}"
 
 
+#: A full git commit id.
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def loaded_commit(ds: Any) -> str | None:
+    """The hub commit a ``datasets.load_dataset`` result was read at, or ``None`` if it does not say.
+
+    ``datasets`` resolves the revision to a commit before loading (``HubDatasetModuleFactory``; offline,
+    the newest cached one) and uses that commit as the builder's hash, the last folder of its cache
+    directory ``<cache>/<namespace>___<name>/<config>/<version>/<commit>/``, where the split's Arrow files
+    (``Dataset.cache_files``) lie.
+    """
+    for entry in getattr(ds, "cache_files", None) or ():
+        folder = Path(str(entry.get("filename", ""))).parent.name
+        if COMMIT_SHA.fullmatch(folder):
+            return folder
+    return None
+
+
+#: The hub commit each (dataset, split) this process read from the hub was loaded at (:func:`loaded_commit`).
+_HUB_COMMITS: dict[tuple[str, str], str] = {}
+
+
+def _hub_dataset(spec: DatasetSpec, split: str) -> Any:
+    """``datasets.load_dataset`` of the split at the spec's revision, in the spec's layout; records the commit."""
+    assert spec.hub is not None
+    import datasets
+
+    hub_id, config = spec.hub
+    revision = {"revision": spec.hub_revision} if spec.hub_revision else {}
+    if spec.hub_layout == "parquet_export":  # a parquet export keeps each config in a folder
+        ds = datasets.load_dataset(hub_id, split=spec.hub_splits[split], data_dir=config, **revision)
+    else:
+        ds = datasets.load_dataset(hub_id, config, split=spec.hub_splits[split], **revision)
+    commit = loaded_commit(ds)
+    if commit is not None:
+        _record_commit(spec, split, commit)
+    return ds
+
+
+def _record_commit(spec: DatasetSpec, split: str, commit: str) -> None:
+    """Remember the commit a hub split was read at; say once when it is not the pinned commit."""
+    pinned = spec.hub_revision if spec.hub_revision and COMMIT_SHA.fullmatch(spec.hub_revision) else None
+    if pinned and commit != pinned and _HUB_COMMITS.get((spec.name, split)) != commit:
+        assert spec.hub is not None
+        logger.warning("dataset %s split %s: hub %s is pinned at %s but was loaded at %s (an offline cache "
+                       "of another commit?)", spec.name, split, spec.hub[0], pinned, commit)
+    _HUB_COMMITS[(spec.name, split)] = commit
+
+
 def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None = None) -> list[Example]:
     """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached).
 
@@ -258,16 +323,9 @@ def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None 
     of ~8.4M), so the split never exists as Python objects in full.
     """
     assert spec.hub is not None and spec.from_hub is not None
-    import datasets
-
     hub_id, config = spec.hub
     hub_split = spec.hub_splits[split]
-    if spec.hub_revision is None:
-        ds = datasets.load_dataset(hub_id, config, split=hub_split)
-    elif spec.hub_revision.startswith("refs/convert/"):  # a parquet export keeps each config in a folder
-        ds = datasets.load_dataset(hub_id, split=hub_split, revision=spec.hub_revision, data_dir=config)
-    else:  # a pinned commit of the main branch
-        ds = datasets.load_dataset(hub_id, config, split=hub_split, revision=spec.hub_revision)
+    ds = _hub_dataset(spec, split)
     _check_hub_labels(spec, ds.features)
     where = f"hub {hub_id}" + (f"[{config}]" if config else "") + f" split {hub_split}"
     indices: list[int] | range = range(len(ds))
@@ -296,8 +354,9 @@ def _resolve_data_dir(data_dir: Path | None) -> Path | None:
 _SKIPPED: dict[tuple[str, str, str], str] = {}
 
 
-def _source(spec: DatasetSpec, split: str, root: Path | None) -> str:
-    """The source string of :func:`data_source`, without the skipped-rows note."""
+def _source(spec: DatasetSpec, split: str, root: Path | None, with_commit: bool = True) -> str:
+    """The source string of :func:`data_source`, without the skipped-rows note; for the hub, with the
+    commit it was loaded at once this process has loaded it (unless ``with_commit`` is false)."""
     if spec.generate is not None:
         return f"generated ({spec.name})"
     if root is not None and split in spec.local:
@@ -306,16 +365,24 @@ def _source(spec: DatasetSpec, split: str, root: Path | None) -> str:
                 return ", ".join(str(path.resolve()) for path in files)
     if spec.hub is None or split not in spec.hub_splits:
         return "none"
-    revision = f"@{spec.hub_revision}" if spec.hub_revision else "@main (not pinned)"
+    commit = _HUB_COMMITS.get((spec.name, split)) if with_commit else None
+    if spec.hub_revision is None:
+        revision = f"@main (not pinned; loaded {commit})" if commit else "@main (not pinned)"
+    elif commit and commit != spec.hub_revision:
+        revision = f"@{spec.hub_revision} (loaded {commit})"
+    else:
+        revision = f"@{spec.hub_revision}"
     return f"hub:{spec.hub[0]}" + (f"[{spec.hub[1]}]" if spec.hub[1] else "") + f":{spec.hub_splits[split]}{revision}"
 
 
 def data_source(name: str, split: str, data_dir: Path | None = None) -> str:
     """Where :func:`load_examples` reads ``split`` of ``name`` from, for provenance: ``generated``, the local
     file(s) it reads (absolute, symlinks resolved), or ``hub:<id>[config]:<hub split>@<revision>``; once
-    this process has loaded it, followed by what was skipped (``; skipped 3 of 363,849 rows: ...``)."""
-    source = _source(get_dataset(name), split, _resolve_data_dir(data_dir))
-    skipped = _SKIPPED.get((name, split, source))
+    this process has loaded it, the hub commit it was read at (``@main (not pinned; loaded <commit>)``, or
+    ``@<branch> (loaded <commit>)``) and what was skipped (``; skipped 3 of 363,849 rows: ...``)."""
+    spec, root = get_dataset(name), _resolve_data_dir(data_dir)
+    source = _source(spec, split, root)
+    skipped = _SKIPPED.get((name, split, _source(spec, split, root, with_commit=False)))
     return f"{source}; {skipped}" if skipped else source
 
 
@@ -349,14 +416,15 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
     if spec.generate is not None:
         return spec.generate(split, limit)
     root = _resolve_data_dir(data_dir)
-    source = _source(spec, split, root)
+    key = (name, split, _source(spec, split, root, with_commit=False))
     share = max(max_unusable_share, spec.max_unusable_share or 0.0)
     with collecting() as tally:
         examples = _read(spec, split, root, limit, cap)
+    source = _source(spec, split, root)
     summary = tally.check(len(examples), f"dataset {name!r} split {split!r} ({source})", share)
-    if summary and (name, split, source) not in _SKIPPED:
+    if summary and key not in _SKIPPED:
         logger.warning("dataset %s split %s (%s): %s", name, split, source, summary)
-    _SKIPPED[(name, split, source)] = summary
+    _SKIPPED[key] = summary
     return _capped(examples, tally, cap, _cap_key(name, split), source)[:limit]
 
 

@@ -330,3 +330,68 @@ def test_qa_srl_bank_empty_sentence_is_skipped_and_counted(tmp_path):
     assert [e.id for e in load_examples("qa_srl", "dev", data_dir=tmp_path, max_unusable_share=0.5)] == ["s1#1#Who ran?"]
     with pytest.raises(DataError, match="1 of 2 rows .* are unusable.*line 2 verb 1 question 'Who ran\\?': empty sentence"):
         load_examples("qa_srl", "dev", data_dir=tmp_path)
+
+
+# --- the hub commit actually loaded ------------------------------------------------------------------------
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cached_hub_split(root: Path, rows: dict, commit: str) -> Dataset:
+    """A Dataset read from an Arrow file where ``datasets`` caches a hub split loaded at ``commit``."""
+    folder = root / "allenai___quac" / "plain_text" / "0.0.0" / commit
+    folder.mkdir(parents=True)
+    Dataset.from_dict(rows).save_to_disk(str(folder / "saved"))
+    arrow = next((folder / "saved").glob("*.arrow"))
+    arrow.rename(folder / "quac-validation.arrow")
+    return Dataset.from_file(str(folder / "quac-validation.arrow"))
+
+
+def test_the_hub_commit_loaded_is_recorded_outside_the_config(tmp_path, monkeypatch):
+    """QuAC reads the moving refs/convert/parquet branch: the source names the commit it was read at."""
+    from tests.data.test_sets_hub_shaped import quac_row
+
+    monkeypatch.setattr(registry, "_HUB_COMMITS", {})
+    row = quac_row()
+    ds = cached_hub_split(tmp_path, {k: [row[k]] for k in row}, SHA)
+    assert registry.loaded_commit(ds) == SHA
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: ds)
+    before = data_source("quac", "dev")
+    assert before.endswith("@refs/convert/parquet")
+    assert len(load_examples("quac", "dev")) == 3
+    assert data_source("quac", "dev") == f"{before} (loaded {SHA})"
+    spec = get_dataset("quac")  # the same split from a spec that pins nothing
+    unpinned = registry.DatasetSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
+                                       "hub_revision": None, "hub_layout": "config"})
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "quac": unpinned})
+    load_examples("quac", "dev")
+    assert data_source("quac", "dev") == f"hub:allenai/quac[plain_text]:validation@main (not pinned; loaded {SHA})"
+
+
+def test_a_pinned_commit_loaded_as_another_is_said_and_recorded(tmp_path, monkeypatch, caplog):
+    """Offline, ``datasets`` reads the newest cached commit whatever the revision: the run config says so."""
+    monkeypatch.setattr(registry, "_HUB_COMMITS", {})
+    rows = {"premise": ["A man runs."], "hypothesis": ["A man moves."], "label": [0], "idx": [0]}
+    ds = cached_hub_split(tmp_path, rows, SHA)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: ds)
+    caplog.set_level("WARNING", logger="road_repro")
+    load_examples("mnli", "dev")
+    pinned = get_dataset("mnli").hub_revision
+    assert data_source("mnli", "dev").endswith(f"@{pinned} (loaded {SHA})")
+    assert [r.getMessage() for r in caplog.records if "pinned at" in r.getMessage()] == [
+        f"dataset mnli split dev: hub nyu-mll/glue is pinned at {pinned} but was loaded at {SHA} (an offline cache "
+        "of another commit?)"]
+
+
+def test_a_dataset_without_a_cache_folder_has_no_commit():
+    assert registry.loaded_commit(Dataset.from_dict({"a": [1]})) is None
+
+
+def test_every_hub_dataset_is_pinned_to_a_commit_but_quac():
+    """QuAC: no commit of its parquet export was found (docs/datasets.md says what was searched)."""
+    from road_repro.data.registry import COMMIT_SHA, dataset_names
+
+    unpinned = {n: get_dataset(n).hub_revision for n in dataset_names()
+                if get_dataset(n).hub is not None and not COMMIT_SHA.fullmatch(get_dataset(n).hub_revision or "")}
+    assert unpinned == {"quac": "refs/convert/parquet"}

@@ -18,10 +18,11 @@ Local formats, by file name:
   question is kept when a strict majority of its judgments is valid; its answers are the distinct spans
   of the valid judgments.
 
-Hub: ``biu-nlp/qa_srl2018``, config ``v2``; its main branch holds a loading script, so the spec pins the
-parquet conversion (revision ``refs/convert/parquet``, seen on the hub 2024, splits ``train`` /
-``validation`` / ``test``). Assumed row features (the loading script; not checked against a downloaded
-row): ``sentence`` (tokens joined by spaces), ``sent_id``, ``predicate_idx``, ``predicate``, ``question``
+Hub: ``biu-nlp/qa_srl2018``, config ``v2``; its main branch holds a loading script, so the spec pins a
+commit of the hub's parquet conversion (branch ``refs/convert/parquet``, commit "Update parquet files",
+folder ``v2/`` with ``train`` / ``validation`` / ``test``; docs/datasets.md), read with
+``hub_layout="parquet_export"``. Assumed row features (the loading script; not checked against a
+downloaded row): ``sentence`` (tokens joined by spaces), ``sent_id``, ``predicate_idx``, ``predicate``, ``question``
 (a list of QA-SRL slots with ``_`` for empty ones, or a string), ``answers`` [string], ``answer_ranges``
 [[start, end]]. Whether an end index is inclusive or exclusive is decided per answer by matching the
 tokens against its ``answers`` string; a range matching neither raises :class:`DataError`. An empty
@@ -198,7 +199,8 @@ SPEC = register_dataset(
         name="qa_srl",
         task="mrc",
         hub=("biu-nlp/qa_srl2018", "v2"),
-        hub_revision="refs/convert/parquet",
+        hub_revision="23408b463cf52b0248f1482fd912d9f01ef5cc88",  # on refs/convert/parquet: docs/datasets.md
+        hub_layout="parquet_export",
         hub_splits={"train": "train", "dev": "validation", "test": "test"},
         local={
             "train": ("qasrl-v2/orig/train.jsonl.gz", "qa_srl/qasrl-v2/orig/train.jsonl.gz"),

@@ -15,30 +15,32 @@ unified examples of :mod:`road_repro.data.schema`. Synthetic datasets (smoke sca
    regular file (a directory, a broken symlink, an unreadable file) is an error naming it, never a silent
    fallback to the next candidate;
 3. the hub (at the spec's pinned ``hub_revision``); when neither works it raises :class:`DataError`
-   naming the dataset, the split, the data directory with the paths tried, and the hub id.
+   naming the dataset, the split, the data directory with the paths tried, and the hub id. The commit a
+   hub split was actually read at (pinned or not) is recorded in its :func:`data_source`.
 
 Rows real releases are known to contain and that cannot be used (an empty text, a label outside the
 label set, ...) are skipped and counted under one rule for hub and local files
 (:mod:`road_repro.data.unusable`): said once per split on the console, appended to the split's
 :func:`data_source` (which run configs record), and an error past ``max_unusable_share`` of the split or
-when no usable row is left. ``cap`` keeps a deterministic, seeded sample of at most that many examples
-(paper Table 1 sizes, e.g. QA-ZRE's 1,000K of the hub's ~8.4M rows) in file order.
+when no usable row is left. ``cap`` keeps the usable examples of a deterministic, seeded sample of that
+many of the split's rows (:func:`cap_rows`; paper Table 1 sizes, e.g. QA-ZRE's 1,000K of the hub's ~8.4M
+rows) in file order: the same rows give the same examples from a local file and from the hub.
 """
 
 from __future__ import annotations
 
 import glob
 import itertools
-import math
 import os
 import random
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from road_repro.data.schema import TASK_TYPES, ClassificationExample, QAExample
-from road_repro.data.unusable import DEFAULT_MAX_UNUSABLE_SHARE, collecting
+from road_repro.data.unusable import DEFAULT_MAX_UNUSABLE_SHARE, SkipTally, collecting
 from road_repro.errors import ConfigError, DataError
 from road_repro.log import logger
 
@@ -56,6 +58,12 @@ HUB_CHUNK = 2048
 #: Key under which :func:`load_examples` adds each hub record's row number in its split (for messages
 #: and ids that stay right across chunks); converters fall back to the record's position without it.
 ROW_KEY = "__row__"
+#: How a hub repository lays out a config's files: ``"config"`` -- the repository declares its configs
+#: (``load_dataset(id, config)``); ``"parquet_export"`` -- the hub's own parquet conversion (the
+#: ``refs/convert/parquet`` branch, or a commit of it) keeps each config in a folder (``data_dir=config``).
+HUB_LAYOUTS = ("config", "parquet_export")
+#: The branch the hub converts script datasets to parquet on.
+PARQUET_EXPORT_BRANCH = "refs/convert/parquet"
 
 
 @dataclass(frozen=True)
@@ -64,11 +72,16 @@ class DatasetSpec:
 
     * ``hub`` is ``(hub id, config)`` and ``hub_splits`` maps our split names (``"train"``, ``"dev"``,
       ...) to hub split names. ``hub_revision`` pins a commit of the hub repository (docs/datasets.md says
-      how each was checked), or a branch such as ``"refs/convert/parquet"`` for a dataset whose main
-      branch still holds a loading script (``datasets>=4`` refuses scripts); that export keeps each
-      config in a folder, loaded with ``data_dir=config``. ``hub_label_names`` are the
-      hub's ClassLabel names for ``label``, checked against the downloaded features.
+      how each was checked), or names a branch (``None``: main, unpinned). ``hub_layout`` (one of
+      :data:`HUB_LAYOUTS`) says how the config is found: ``"parquet_export"`` for a dataset whose main
+      branch still holds a loading script (``datasets>=4`` refuses scripts), read from the hub's parquet
+      conversion (:data:`PARQUET_EXPORT_BRANCH` or a commit of it), which keeps each config in a folder.
+      ``hub_label_names`` are the hub's ClassLabel names for ``label``, checked against the downloaded
+      features.
     * ``from_hub(records, where)`` converts hub rows, each carrying its row number under :data:`ROW_KEY`.
+      ``hub_rows_are_examples`` says that each hub row is one row read (one example, or one skipped row),
+      so a cap can pick the rows before any conversion; otherwise (a dialog per row, rows of other
+      subsets) the whole split is converted and then capped.
     * ``local`` maps our split names to candidate paths relative to a data directory (the first that
       exists wins); ``from_file(path)`` reads one such file.
     * ``generate(split, limit)`` makes synthetic data and replaces both sources.
@@ -93,6 +106,8 @@ class DatasetSpec:
     size: str
     notes: str = ""
     hub_revision: str | None = None
+    hub_layout: str = "config"
+    hub_rows_are_examples: bool = False
     hub_label_names: tuple[str, ...] | None = None
     generate: Generate | None = field(default=None, compare=False)
     examples: dict[str, int] = field(default_factory=dict)
@@ -121,6 +136,10 @@ class DatasetSpec:
             raise ConfigError(f"{where}: max_unusable_share={self.max_unusable_share} must lie in [0, 1)")
         if self.context_tokens is not None and (self.task != "mrc" or self.context_tokens < 1):
             raise ConfigError(f"{where}: context_tokens is a positive mean context length of a span-QA dataset")
+        if self.hub_layout not in HUB_LAYOUTS:
+            raise ConfigError(f"{where}: hub_layout {self.hub_layout!r} is not one of {HUB_LAYOUTS}")
+        if self.hub_revision == PARQUET_EXPORT_BRANCH and self.hub_layout != "parquet_export":
+            raise ConfigError(f"{where}: revision {PARQUET_EXPORT_BRANCH} needs hub_layout 'parquet_export'")
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -233,10 +252,6 @@ def _check_hub_labels(spec: DatasetSpec, features: Any) -> None:
         )
 
 
-#: Rows drawn beyond a cap before conversion, for rows the conversion skips (share of the cap, plus a few).
-CAP_MARGIN = 0.01
-
-
 def cap_rows(total: int, cap: int, key: str) -> list[int]:
     """Indices (sorted) of a deterministic sample of ``cap`` of ``total`` rows; seeded by ``key`` alone,
     so every process, run and machine takes the same rows."""
@@ -245,28 +260,77 @@ def cap_rows(total: int, cap: int, key: str) -> list[int]:
     return sorted(random.Random(f"road-repro cap {key}").sample(range(total), cap))
 
 
-def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None = None) -> list[Example]:
-    """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached).
+def _cap_key(name: str, split: str) -> str:
+    """The seed of a split's cap (:func:`cap_rows`), the same for a local file and the hub."""
+    return f"{name}:{split}"
 
-    With a ``cap`` well below the split's rows only a seeded sample of a little more than ``cap`` rows is
-    converted (QA-ZRE: ~1.01M of ~8.4M), so the split never exists as Python objects in full.
+
+#: A full git commit id.
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def loaded_commit(ds: Any) -> str | None:
+    """The hub commit a ``datasets.load_dataset`` result was read at, or ``None`` if it does not say.
+
+    ``datasets`` resolves the revision to a commit before loading (``HubDatasetModuleFactory``; offline,
+    the newest cached one) and uses that commit as the builder's hash, the last folder of its cache
+    directory ``<cache>/<namespace>___<name>/<config>/<version>/<commit>/``, where the split's Arrow files
+    (``Dataset.cache_files``) lie.
     """
-    assert spec.hub is not None and spec.from_hub is not None
+    for entry in getattr(ds, "cache_files", None) or ():
+        folder = Path(str(entry.get("filename", ""))).parent.name
+        if COMMIT_SHA.fullmatch(folder):
+            return folder
+    return None
+
+
+#: The hub commit each (dataset, split) this process read from the hub was loaded at (:func:`loaded_commit`).
+_HUB_COMMITS: dict[tuple[str, str], str] = {}
+
+
+def _hub_dataset(spec: DatasetSpec, split: str) -> Any:
+    """``datasets.load_dataset`` of the split at the spec's revision, in the spec's layout; records the commit."""
+    assert spec.hub is not None
     import datasets
 
     hub_id, config = spec.hub
+    revision = {"revision": spec.hub_revision} if spec.hub_revision else {}
+    if spec.hub_layout == "parquet_export":  # a parquet export keeps each config in a folder
+        ds = datasets.load_dataset(hub_id, split=spec.hub_splits[split], data_dir=config, **revision)
+    else:
+        ds = datasets.load_dataset(hub_id, config, split=spec.hub_splits[split], **revision)
+    commit = loaded_commit(ds)
+    if commit is not None:
+        _record_commit(spec, split, commit)
+    return ds
+
+
+def _record_commit(spec: DatasetSpec, split: str, commit: str) -> None:
+    """Remember the commit a hub split was read at; say once when it is not the pinned commit."""
+    pinned = spec.hub_revision if spec.hub_revision and COMMIT_SHA.fullmatch(spec.hub_revision) else None
+    if pinned and commit != pinned and _HUB_COMMITS.get((spec.name, split)) != commit:
+        assert spec.hub is not None
+        logger.warning("dataset %s split %s: hub %s is pinned at %s but was loaded at %s (an offline cache "
+                       "of another commit?)", spec.name, split, spec.hub[0], pinned, commit)
+    _HUB_COMMITS[(spec.name, split)] = commit
+
+
+def _load_hub(spec: DatasetSpec, split: str, limit: int | None, cap: int | None = None) -> list[Example]:
+    """Download the hub split and convert it chunk by chunk (stopping early once ``limit`` is reached).
+
+    With a ``cap`` below the split's rows and ``hub_rows_are_examples``, only the rows the cap keeps
+    (:func:`cap_rows`, the rule :func:`load_examples` applies to a local file) are converted (QA-ZRE: 1M
+    of ~8.4M), so the split never exists as Python objects in full.
+    """
+    assert spec.hub is not None and spec.from_hub is not None
+    hub_id, config = spec.hub
     hub_split = spec.hub_splits[split]
-    if spec.hub_revision is None:
-        ds = datasets.load_dataset(hub_id, config, split=hub_split)
-    elif spec.hub_revision.startswith("refs/convert/"):  # a parquet export keeps each config in a folder
-        ds = datasets.load_dataset(hub_id, split=hub_split, revision=spec.hub_revision, data_dir=config)
-    else:  # a pinned commit of the main branch
-        ds = datasets.load_dataset(hub_id, config, split=hub_split, revision=spec.hub_revision)
+    ds = _hub_dataset(spec, split)
     _check_hub_labels(spec, ds.features)
     where = f"hub {hub_id}" + (f"[{config}]" if config else "") + f" split {hub_split}"
     indices: list[int] | range = range(len(ds))
-    if cap is not None and len(ds) > cap * (1 + 2 * CAP_MARGIN) + 100:
-        indices = cap_rows(len(ds), math.ceil(cap * (1 + CAP_MARGIN)) + 100, f"{spec.name}:{split}:rows")
+    if cap is not None and spec.hub_rows_are_examples and len(ds) > cap:
+        indices = cap_rows(len(ds), cap, _cap_key(spec.name, split))
         ds = ds.select(indices)
     rows = ({**rec, ROW_KEY: row} for row, rec in zip(indices, ds))
     out: list[Example] = []
@@ -290,8 +354,9 @@ def _resolve_data_dir(data_dir: Path | None) -> Path | None:
 _SKIPPED: dict[tuple[str, str, str], str] = {}
 
 
-def _source(spec: DatasetSpec, split: str, root: Path | None) -> str:
-    """The source string of :func:`data_source`, without the skipped-rows note."""
+def _source(spec: DatasetSpec, split: str, root: Path | None, with_commit: bool = True) -> str:
+    """The source string of :func:`data_source`, without the skipped-rows note; for the hub, with the
+    commit it was loaded at once this process has loaded it (unless ``with_commit`` is false)."""
     if spec.generate is not None:
         return f"generated ({spec.name})"
     if root is not None and split in spec.local:
@@ -300,30 +365,44 @@ def _source(spec: DatasetSpec, split: str, root: Path | None) -> str:
                 return ", ".join(str(path.resolve()) for path in files)
     if spec.hub is None or split not in spec.hub_splits:
         return "none"
-    revision = f"@{spec.hub_revision}" if spec.hub_revision else "@main (not pinned)"
+    commit = _HUB_COMMITS.get((spec.name, split)) if with_commit else None
+    if spec.hub_revision is None:
+        revision = f"@main (not pinned; loaded {commit})" if commit else "@main (not pinned)"
+    elif commit and commit != spec.hub_revision:
+        revision = f"@{spec.hub_revision} (loaded {commit})"
+    else:
+        revision = f"@{spec.hub_revision}"
     return f"hub:{spec.hub[0]}" + (f"[{spec.hub[1]}]" if spec.hub[1] else "") + f":{spec.hub_splits[split]}{revision}"
 
 
 def data_source(name: str, split: str, data_dir: Path | None = None) -> str:
     """Where :func:`load_examples` reads ``split`` of ``name`` from, for provenance: ``generated``, the local
     file(s) it reads (absolute, symlinks resolved), or ``hub:<id>[config]:<hub split>@<revision>``; once
-    this process has loaded it, followed by what was skipped (``; skipped 3 of 363,849 rows: ...``)."""
-    source = _source(get_dataset(name), split, _resolve_data_dir(data_dir))
-    skipped = _SKIPPED.get((name, split, source))
+    this process has loaded it, the hub commit it was read at (``@main (not pinned; loaded <commit>)``, or
+    ``@<branch> (loaded <commit>)``) and what was skipped (``; skipped 3 of 363,849 rows: ...``)."""
+    spec, root = get_dataset(name), _resolve_data_dir(data_dir)
+    source = _source(spec, split, root)
+    skipped = _SKIPPED.get((name, split, _source(spec, split, root, with_commit=False)))
     return f"{source}; {skipped}" if skipped else source
 
 
-def _apply_cap(examples: list[Example], cap: int | None, key: str) -> list[Example]:
-    """At most ``cap`` examples: a seeded sample (:func:`cap_rows`) kept in file order."""
-    if cap is None or len(examples) <= cap:
+def _apply_cap(examples: list[Example], rows: list[int], total: int, cap: int, key: str) -> list[Example]:
+    """The examples of a seeded sample of ``cap`` of the ``total`` rows read (:func:`cap_rows`), in file order.
+
+    ``rows`` holds each example's row number among the rows read, usable or not (as the hub's rows are
+    picked before conversion), so the unusable rows in the sample are dropped and the same rows give the
+    same examples from a local file and from the hub.
+    """
+    if total <= cap:
         return examples
-    return [examples[i] for i in cap_rows(len(examples), cap, key)]
+    keep = set(cap_rows(total, cap, key))
+    return [ex for ex, row in zip(examples, rows) if row in keep]
 
 
 def load_examples(name: str, split: str, data_dir: Path | None = None, limit: int | None = None,
                   cap: int | None = None, max_unusable_share: float = DEFAULT_MAX_UNUSABLE_SHARE) -> list[Example]:
-    """Load split ``split`` of dataset ``name`` as validated examples: a seeded sample of at most ``cap``
-    (:func:`cap_rows`, file order kept), then at most ``limit`` (the first ones).
+    """Load split ``split`` of dataset ``name`` as validated examples: the usable ones of a seeded sample of
+    ``cap`` rows (:func:`cap_rows`, file order kept), then at most ``limit`` (the first ones).
 
     Synthetic datasets generate their data; otherwise the first existing local candidate under
     ``data_dir`` (or ``$ROAD_DATA_DIR``) is read, else the hub. Unusable rows are skipped and counted
@@ -337,15 +416,23 @@ def load_examples(name: str, split: str, data_dir: Path | None = None, limit: in
     if spec.generate is not None:
         return spec.generate(split, limit)
     root = _resolve_data_dir(data_dir)
-    source = _source(spec, split, root)
+    key = (name, split, _source(spec, split, root, with_commit=False))
     share = max(max_unusable_share, spec.max_unusable_share or 0.0)
     with collecting() as tally:
         examples = _read(spec, split, root, limit, cap)
+    source = _source(spec, split, root)
     summary = tally.check(len(examples), f"dataset {name!r} split {split!r} ({source})", share)
-    if summary and (name, split, source) not in _SKIPPED:
+    if summary and key not in _SKIPPED:
         logger.warning("dataset %s split %s (%s): %s", name, split, source, summary)
-    _SKIPPED[(name, split, source)] = summary
-    return _apply_cap(examples, cap, f"{name}:{split}")[:limit]
+    _SKIPPED[key] = summary
+    return _capped(examples, tally, cap, _cap_key(name, split), source)[:limit]
+
+
+def _capped(examples: list[Example], tally: SkipTally, cap: int | None, key: str, source: str) -> list[Example]:
+    """:func:`_apply_cap` with each example's row from the load's tally."""
+    if cap is None:
+        return examples
+    return _apply_cap(examples, tally.example_rows(len(examples), source), tally.rows or len(examples), cap, key)
 
 
 def _read(spec: DatasetSpec, split: str, root: Path | None, limit: int | None, cap: int | None) -> list[Example]:

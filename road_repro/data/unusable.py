@@ -15,6 +15,12 @@ hub or local file:
 * after the split is read, :meth:`SkipTally.check` stops with a :class:`DataError` naming the source and
   the first rows when unusable rows exceed ``max_share`` of the rows read, or when no usable row is left
   (e.g. "every row has label '-'"), and otherwise returns one line for the console and the provenance.
+
+The tally also numbers the rows as read, usable or not (each :func:`skip_unusable` block and each
+unusable row noted is one row; a row without a gold label is no row of the dataset, by its own
+convention), so :meth:`SkipTally.example_rows` gives each kept example's row: a cap samples rows
+(:func:`road_repro.data.registry.cap_rows`) and then drops the unusable ones, the same rule for a local
+file and for the hub, where the rows can be picked before any conversion.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class SkipTally:
     unusable: Counter = field(default_factory=Counter)
     no_gold: Counter = field(default_factory=Counter)  # raw label value -> rows
     first: list[str] = field(default_factory=list)
+    rows: int = 0  # rows read so far, usable or not (rows without a gold label left out)
+    skipped_at: list[int] = field(default_factory=list)  # the row number of each skipped row
 
     @property
     def skipped(self) -> int:
@@ -61,6 +69,24 @@ class SkipTally:
         self.unusable[reason] += 1
         if len(self.first) < FIRST_ROWS:
             self.first.append(message)
+        self.skipped_at.append(self.rows)
+        self.rows += 1
+
+    def example_rows(self, used: int, source: str) -> list[int]:
+        """The row number of each of the ``used`` examples read, in order (rows skipped left out).
+
+        A reader that marks no row (no :func:`skip_unusable` block, nothing skipped) read one row per
+        example. Otherwise every example must come from one block: a count that does not add up is a bug
+        in the reader of ``source``, raised rather than sampling the wrong rows.
+        """
+        if self.rows == 0:
+            return list(range(used))
+        bad = sum(self.unusable.values())
+        if self.rows != used + bad:
+            raise RuntimeError(f"{source}: the reader marked {self.rows:,} rows but returned {used:,} examples and "
+                               f"skipped {bad:,}: every row must be converted inside skip_unusable()")
+        skipped = set(self.skipped_at)
+        return [row for row in range(self.rows) if row not in skipped]
 
     def summary(self, used: int) -> str:
         """One line: rows skipped per reason out of the rows read (``used`` + skipped); empty if none."""
@@ -105,18 +131,30 @@ def collecting() -> Iterator[SkipTally]:
 
 
 class skip_unusable:  # noqa: N801 (used like a function: ``with skip_unusable():``)
-    """Around one row's conversion: an :class:`UnusableRow` is recorded and suppressed while a load
-    collects; outside one it propagates (a converter called directly stays strict)."""
+    """Around one row's conversion (one row, at most one example): an :class:`UnusableRow` is recorded and
+    suppressed while a load collects; outside one it propagates (a converter called directly stays strict).
+    A block that ends normally without noting its row as skipped counts one row read and kept."""
 
     def __enter__(self) -> "skip_unusable":
+        tally = _ACTIVE.get()
+        self._noted_before = _noted(tally)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         tally = _ACTIVE.get()
-        if isinstance(exc, UnusableRow) and tally is not None:
+        if tally is None:
+            return False
+        if isinstance(exc, UnusableRow):
             tally.add(exc.reason, str(exc))
             return True
+        if exc is None and _noted(tally) == self._noted_before:
+            tally.rows += 1
         return False
+
+
+def _noted(tally: SkipTally | None) -> tuple[int, int]:
+    """How many rows ``tally`` has numbered and dropped without a gold label (changes when a row is noted)."""
+    return (tally.rows, sum(tally.no_gold.values())) if tally is not None else (0, 0)
 
 
 def note_unusable(reason: str, message: str) -> None:

@@ -25,7 +25,7 @@ FEATURES: dict[str, Features] = {
     "qqp": Features({"question1": S, "question2": S, "label": ClassLabel(names=["not_duplicate", "duplicate"]), "idx": I32}),
     "mnli": Features({"premise": S, "hypothesis": S, "label": NLI_LABEL, "idx": I32}),
     "snli": Features({"premise": S, "hypothesis": S, "label": NLI_LABEL}),
-    "amazon": Features({"id": S, "text": S, "label": Value("int64"), "label_text": S}),
+    "amazon": Features({"text": S, "label": Value("int64")}),  # the dataset card's en config: no id column
     "squad_v2": Features({"id": S, "title": S, "context": S, "question": S,
                           "answers": Sequence({"text": S, "answer_start": I32})}),
     "qa_zre": Features({"relation": S, "question": S, "subject": S, "context": S, "answers": Sequence(S)}),
@@ -95,9 +95,8 @@ CASES: dict[str, tuple[list[dict], list[dict], str]] = {
               {"premise": "A man runs.", "hypothesis": "A man sleeps.", "label": 2}],
              [{"premise": "A dog.", "hypothesis": "An animal.", "label": -1}],  # 785 such pairs in SNLI train
              "1 no gold label (label '-1')"),
-    "amazon": ([{"id": "en_1", "text": "Works great.", "label": 4, "label_text": "4"},
-                {"id": "en_2", "text": "Broke at once.", "label": 0, "label_text": "0"}],
-               [{"id": "en_3", "text": "   ", "label": 2, "label_text": "2"}], "1 empty text"),
+    "amazon": ([{"text": "Works great.", "label": 4}, {"text": "Broke at once.", "label": 0}],
+               [{"text": "   ", "label": 2}], "1 empty text"),
     "squad_v2": ([squad("q1", "Who won Super Bowl 50?"), squad("q2", "Which team won?")], [squad("q3", " ")],
                  "1 empty question"),
     "qa_zre": ([ZRE, {**ZRE, "answers": []}], [{**ZRE, "answers": ["Cambridge"]}], "1 answer not in its context"),
@@ -157,7 +156,7 @@ def test_hub_fixture_loads_skipping_the_known_bad_rows(name, serve, caplog):
     assert args[0] == spec.hub[0] and kwargs.get("revision") == spec.hub_revision
 
 
-@pytest.mark.parametrize("name", ["qqp", "squad_v2", "quac"])
+@pytest.mark.parametrize("name", ["qqp", "squad_v2", "quac", "qa_srl"])
 def test_the_default_share_stops_naming_the_split_and_the_row(name, serve):
     good, bad, _ = CASES[name]
     serve(fixture(name, good + bad))

@@ -5,6 +5,7 @@ proportions follow, and the paper profile's pins."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -178,7 +179,7 @@ def test_local_cap_keeps_a_seeded_sample_in_file_order(tmp_path):
 
 
 def test_hub_cap_converts_only_a_sample_of_the_rows(monkeypatch):
-    """QA-ZRE: the hub split is ~8.4x Table 1; only a little more than the cap is ever converted."""
+    """QA-ZRE: the hub split is ~8.4x Table 1; only the rows the cap keeps are ever converted."""
     rows = {"relation": ["r"] * 5000, "question": ["Where was XXX?"] * 5000, "subject": ["Ada"] * 5000,
             "context": [f"Ada was at home {i} ." for i in range(5000)], "answers": [["home"]] * 5000}
     monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: Dataset.from_dict(rows))
@@ -188,7 +189,7 @@ def test_hub_cap_converts_only_a_sample_of_the_rows(monkeypatch):
         **{f: getattr(spec, f) for f in spec.__dataclass_fields__},
         "from_hub": lambda recs, where: (converted.extend(recs), spec.from_hub(recs, where))[1]})})
     examples = load_examples("qa_zre", "train", cap=400)
-    assert len(examples) == 400 and len(converted) == 504  # ceil(400 * 1.01) + 100 rows drawn, not 5,000
+    assert len(examples) == 400 and len(converted) == 400  # the capped rows, not 5,000
     assert examples == load_examples("qa_zre", "train", cap=400)
 
 
@@ -216,3 +217,181 @@ def test_paper_profile_pins_every_hub_model_to_a_commit():
     for key, model in PAPER.models.items():
         assert re.fullmatch(r"[0-9a-f]{40}", model.revision or ""), key
         assert model.trust_remote_code is False
+
+
+# --- one cap rule for a local file and the hub ---------------------------------------------------------------
+
+
+def squad_json(path: Path, rows: list[dict]) -> Path:
+    """An official SQuAD 2.0 file holding hub-shaped ``rows`` as one paragraph each, in order."""
+    paragraphs = [{"context": r["context"], "qas": [{"id": r["id"], "question": r["question"], "is_impossible": False,
+                                                     "answers": [{"text": t, "answer_start": s} for t, s in
+                                                                 zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
+                  for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "NFL", "paragraphs": paragraphs}]}))
+    return path
+
+
+def mrqa_jsonl(path: Path, rows: list[dict]) -> Path:
+    """An MRQA jsonl.gz file holding hub-shaped ``rows`` (one context line each, inclusive char spans)."""
+    lines = [{"header": {"dataset": "NewsQA"}}]
+    for r in rows:
+        spans = [[s, e] for group in r["detected_answers"]["char_spans"] for s, e in zip(group["start"], group["end"])]
+        lines.append({"context": r["context"], "qas": [{"qid": r["qid"], "question": r["question"], "answers": r["answers"],
+                                                        "detected_answers": [{"text": r["answers"][0], "char_spans": spans}]}]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["squad_v2", "newsqa"])
+def test_the_same_rows_give_the_same_capped_examples_from_a_local_file_and_the_hub(name, tmp_path, monkeypatch):
+    """400 rows, every 40th unusable (an empty question), cap 50: the hub (SQuAD: rows picked before
+    conversion; NewsQA: MRQA rows of other subsets in between, all converted) keeps the examples the
+    local file keeps. Before, the hub drew 151 rows with one seed, then 50 examples of those with another."""
+    from tests.data.test_hub_fixtures import fixture, mrqa, squad
+
+    if name == "squad_v2":
+        rows = [squad(f"q{i}", " " if i % 40 == 7 else f"Who won game {i}?") for i in range(400)]
+        hub_rows, local = rows, squad_json(tmp_path / "squad2" / "train-v2.0.json", rows)
+    else:
+        rows = [mrqa("NewsQA", f"n{i}", question="" if i % 40 == 7 else f"Who won game {i}?") for i in range(400)]
+        hub_rows = [r for i, row in enumerate(rows) for r in ([row, mrqa("SQuAD", f"s{i}")] if i % 3 else [row])]
+        local = mrqa_jsonl(tmp_path / "mrqa" / "train" / "NewsQA.jsonl.gz", rows)
+    assert data_source(name, "train", tmp_path) == str(local.resolve())  # the spec's first local candidate
+    from_local = load_examples(name, "train", data_dir=tmp_path, cap=50, max_unusable_share=0.05)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: fixture(name, hub_rows))
+    from_hub = load_examples(name, "train", cap=50, max_unusable_share=0.05)
+    assert [e.id for e in from_hub] == [e.id for e in from_local]
+    assert 45 <= len(from_local) <= 50  # the unusable rows among the 50 drawn are dropped, not replaced
+    kept = [int(e.id[1:]) for e in from_local]
+    assert kept == sorted(kept) and [i for i in cap_rows(400, 50, f"{name}:train") if i % 40 != 7] == kept
+
+
+def test_a_cap_at_the_labelled_size_keeps_every_labelled_pair(tmp_path, monkeypatch):
+    """Pairs without a gold label are no rows of the dataset (SNLI's Table 1 size, 549,367, counts the
+    labelled pairs of 550,152): a cap at the labelled count keeps all of them, local file or hub."""
+    from tests.data.test_hub_fixtures import CASES, fixture
+
+    path = tmp_path / "MNLI" / "train.tsv"
+    path.parent.mkdir()
+    rows = [f"{i}\tA man {i}.\tA person.\t{'-' if i % 4 == 1 else 'entailment'}\n" for i in range(40)]
+    path.write_text("index\tsentence1\tsentence2\tgold_label\n" + "".join(rows))
+    assert len(load_examples("mnli", "train", data_dir=tmp_path, cap=30)) == 30
+    good, bad, _ = CASES["snli"]
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: fixture("snli", (good + bad) * 10))
+    assert len(load_examples("snli", "train", cap=20, max_unusable_share=0.5)) == 20
+
+
+def test_a_reader_that_does_not_mark_its_rows_cannot_be_capped():
+    tally = SkipTally()
+    with collecting() as tally:
+        with skip_unusable():
+            pass
+        tally.add("empty text", "row 2")
+    assert tally.example_rows(1, "f") == [0]
+    with pytest.raises(RuntimeError, match="f: the reader marked 2 rows but returned 3 examples"):
+        tally.example_rows(3, "f")
+
+
+# --- QA-SRL: an empty sentence is skipped and counted, local file or hub --------------------------------------
+
+
+def qa_srl_gold(root: Path, sentences: dict[str, str]) -> Path:
+    """A QA-SRL GS dev gold csv (one question per sentence) with its sentences csv."""
+    (root / "qa_srl/qasrl-gs/sentences").mkdir(parents=True)
+    (root / "qa_srl/qasrl-gs/gold").mkdir(parents=True)
+    (root / "qa_srl/qasrl-gs/sentences/x.dev.full.csv").write_text(
+        "qasrl_id,tokens\n" + "".join(f"{sid},{text}\n" for sid, text in sentences.items()))
+    gold = root / "qa_srl/qasrl-gs/gold/x.dev.gold.csv"
+    gold.write_text("qasrl_id,verb_idx,question,answer_range\n" + "".join(f"{sid},1,Who ran?,0:1\n" for sid in sentences))
+    return gold
+
+
+def test_qa_srl_local_empty_sentence_is_skipped_and_counted(tmp_path):
+    gold = qa_srl_gold(tmp_path, {"s1": "Ann ran .", "s2": "", "s3": "Bob ran ."})
+    examples = load_examples("qa_srl", "dev", data_dir=tmp_path, max_unusable_share=0.5)
+    assert [e.context for e in examples] == ["Ann ran .", "Bob ran ."]
+    assert data_source("qa_srl", "dev", tmp_path).endswith("skipped 1 of 3 rows: 1 empty text")
+    with pytest.raises(DataError, match=rf"{re.escape(str(gold))}: row 2: empty sentence"):
+        load_examples("qa_srl", "dev", data_dir=tmp_path)  # 1 of 3 is over the default 0.1 %
+
+
+def test_qa_srl_bank_empty_sentence_is_skipped_and_counted(tmp_path):
+    path = tmp_path / "qasrl-v2" / "orig" / "dev.jsonl.gz"
+    path.parent.mkdir(parents=True)
+    label = {"answerJudgments": [{"isValid": True, "spans": [[0, 1]]}]}
+    lines = [{"sentenceId": sid, "sentenceTokens": tokens, "verbEntries": {"1": {"questionLabels": {"Who ran?": label}}}}
+             for sid, tokens in (("s1", ["Ann", "ran", "."]), ("s2", []))]
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert [e.id for e in load_examples("qa_srl", "dev", data_dir=tmp_path, max_unusable_share=0.5)] == ["s1#1#Who ran?"]
+    with pytest.raises(DataError, match="1 of 2 rows .* are unusable.*line 2 verb 1 question 'Who ran\\?': empty sentence"):
+        load_examples("qa_srl", "dev", data_dir=tmp_path)
+
+
+# --- the hub commit actually loaded ------------------------------------------------------------------------
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cached_hub_split(root: Path, rows: dict, commit: str) -> Dataset:
+    """A Dataset read from an Arrow file where ``datasets`` caches a hub split loaded at ``commit``."""
+    folder = root / "allenai___quac" / "plain_text" / "0.0.0" / commit
+    folder.mkdir(parents=True)
+    Dataset.from_dict(rows).save_to_disk(str(folder / "saved"))
+    arrow = next((folder / "saved").glob("*.arrow"))
+    arrow.rename(folder / "quac-validation.arrow")
+    return Dataset.from_file(str(folder / "quac-validation.arrow"))
+
+
+def test_the_hub_commit_loaded_is_recorded_outside_the_config(tmp_path, monkeypatch):
+    """QuAC reads the moving refs/convert/parquet branch: the source names the commit it was read at."""
+    from tests.data.test_sets_hub_shaped import quac_row
+
+    monkeypatch.setattr(registry, "_HUB_COMMITS", {})
+    row = quac_row()
+    ds = cached_hub_split(tmp_path, {k: [row[k]] for k in row}, SHA)
+    assert registry.loaded_commit(ds) == SHA
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: ds)
+    before = data_source("quac", "dev")
+    assert before.endswith("@refs/convert/parquet")
+    assert len(load_examples("quac", "dev")) == 3
+    assert data_source("quac", "dev") == f"{before} (loaded {SHA})"
+    spec = get_dataset("quac")  # the same split from a spec that pins nothing
+    unpinned = registry.DatasetSpec(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
+                                       "hub_revision": None, "hub_layout": "config"})
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "quac": unpinned})
+    load_examples("quac", "dev")
+    assert data_source("quac", "dev") == f"hub:allenai/quac[plain_text]:validation@main (not pinned; loaded {SHA})"
+
+
+def test_a_pinned_commit_loaded_as_another_is_said_and_recorded(tmp_path, monkeypatch, caplog):
+    """Offline, ``datasets`` reads the newest cached commit whatever the revision: the run config says so."""
+    monkeypatch.setattr(registry, "_HUB_COMMITS", {})
+    rows = {"premise": ["A man runs."], "hypothesis": ["A man moves."], "label": [0], "idx": [0]}
+    ds = cached_hub_split(tmp_path, rows, SHA)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: ds)
+    caplog.set_level("WARNING", logger="road_repro")
+    load_examples("mnli", "dev")
+    pinned = get_dataset("mnli").hub_revision
+    assert data_source("mnli", "dev").endswith(f"@{pinned} (loaded {SHA})")
+    assert [r.getMessage() for r in caplog.records if "pinned at" in r.getMessage()] == [
+        f"dataset mnli split dev: hub nyu-mll/glue is pinned at {pinned} but was loaded at {SHA} (an offline cache "
+        "of another commit?)"]
+
+
+def test_a_dataset_without_a_cache_folder_has_no_commit():
+    assert registry.loaded_commit(Dataset.from_dict({"a": [1]})) is None
+
+
+def test_every_hub_dataset_is_pinned_to_a_commit_but_quac():
+    """QuAC: no commit of its parquet export was found (docs/datasets.md says what was searched)."""
+    from road_repro.data.registry import COMMIT_SHA, dataset_names
+
+    unpinned = {n: get_dataset(n).hub_revision for n in dataset_names()
+                if get_dataset(n).hub is not None and not COMMIT_SHA.fullmatch(get_dataset(n).hub_revision or "")}
+    assert unpinned == {"quac": "refs/convert/parquet"}

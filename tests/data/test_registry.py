@@ -82,6 +82,10 @@ def test_spec_checks():
         DatasetSpec(**{**base, "licence": " "})
     with pytest.raises(ConfigError, match="already registered"):
         register_dataset(DatasetSpec(**{**base, "name": "mnli"}))
+    with pytest.raises(ConfigError, match="hub_layout 'folders' is not one of"):
+        DatasetSpec(**{**base, "hub_layout": "folders"})
+    with pytest.raises(ConfigError, match="refs/convert/parquet needs hub_layout 'parquet_export'"):
+        DatasetSpec(**{**base, "hub_revision": "refs/convert/parquet"})
 
 
 # --- local files --------------------------------------------------------------------------------------
@@ -187,12 +191,17 @@ def test_hub_load_maps_labels_and_stops_at_limit(monkeypatch):
 
 
 def test_parquet_export_revision_loads_the_config_folder(monkeypatch):
-    """QuAC's main branch holds a loading script: its parquet export is loaded, config as folder."""
+    """QuAC's and QA-SRL's main branches hold a loading script: their parquet export (the branch, or a
+    pinned commit of it) is loaded with the config as folder."""
     calls: list = []
     _fake_hub(monkeypatch, _mnli_rows(1), ["entailment", "neutral", "contradiction"], calls)
     with pytest.raises(DataError, match="not a QuAC hub row"):  # the fake rows are MNLI-shaped
         load_examples("quac", "dev")
-    assert calls == [("allenai/quac", None, "validation", {"revision": "refs/convert/parquet", "data_dir": "plain_text"})]
+    with pytest.raises(DataError, match="expected a 'sentence' string"):
+        load_examples("qa_srl", "dev")
+    assert calls == [("allenai/quac", None, "validation", {"revision": "refs/convert/parquet", "data_dir": "plain_text"}),
+                     ("biu-nlp/qa_srl2018", None, "validation",
+                      {"revision": "23408b463cf52b0248f1482fd912d9f01ef5cc88", "data_dir": "v2"})]
 
 
 def test_hub_label_names_are_checked(monkeypatch):

@@ -325,13 +325,15 @@ def unique_answers(answers: Iterable[Answer]) -> tuple[Answer, ...]:
     return tuple(dict.fromkeys(answers))
 
 
-# MRQA hub rows (mrqa-workshop/mrqa, config "plain_text", parquet; checked on the dataset card and the
-# "Convert dataset to Parquet" commit, 2024): subset, context, context_tokens, qid, question,
+# MRQA hub rows (mrqa-workshop/mrqa, config "plain_text", parquet, pinned at MRQA_REVISION; checked on
+# the dataset card and the "Convert dataset to Parquet" commit, 2024): subset, context, context_tokens, qid, question,
 # question_tokens, detected_answers {text: [str], char_spans: [{start: [int], end: [int]}],
 # token_spans: [...]}, answers [str]. Character spans are inclusive at both ends, as in the MRQA jsonl
 # files; the answer text is taken from the context at the span (MRQA's "text" may differ in case or
 # a leading article from the span).
 MRQA_HUB = ("mrqa-workshop/mrqa", "plain_text")
+#: The main-branch commit "Convert dataset to Parquet (#6)" of ``mrqa-workshop/mrqa`` (docs/datasets.md).
+MRQA_REVISION = "f3178d9888471dfb2b67c93de14f0ddf499a8d9f"
 
 
 def _span_pairs(group: Any, where: str) -> list[Any]:

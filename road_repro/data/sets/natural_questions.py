@@ -21,7 +21,7 @@ from typing import Any
 from road_repro.data.mrqa import load_mrqa
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
-from road_repro.data.sets.formats import MRQA_HUB, OpenQuestion, iter_jsonl, mrqa_hub_examples
+from road_repro.data.sets.formats import MRQA_HUB, MRQA_REVISION, OpenQuestion, iter_jsonl, mrqa_hub_examples
 from road_repro.errors import DataError
 
 SUBSET = "NaturalQuestionsShort"
@@ -49,6 +49,7 @@ SPEC = register_dataset(
         name="natural_questions",
         task="mrc",
         hub=MRQA_HUB,
+        hub_revision=MRQA_REVISION,
         hub_splits={"train": "train", "dev": "validation"},
         local={
             "train": ("mrqa/train/NaturalQuestionsShort.jsonl.gz", "MRQA/train/NaturalQuestionsShort.jsonl.gz"),

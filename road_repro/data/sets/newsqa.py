@@ -14,7 +14,7 @@ from typing import Any
 from road_repro.data.mrqa import load_mrqa
 from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
-from road_repro.data.sets.formats import MRQA_HUB, mrqa_hub_examples
+from road_repro.data.sets.formats import MRQA_HUB, MRQA_REVISION, mrqa_hub_examples
 
 SUBSET = "NewsQA"
 
@@ -29,6 +29,7 @@ SPEC = register_dataset(
         name="newsqa",
         task="mrc",
         hub=MRQA_HUB,
+        hub_revision=MRQA_REVISION,
         hub_splits={"train": "train", "dev": "validation"},
         local={
             "train": ("mrqa/train/NewsQA.jsonl.gz", "MRQA/train/NewsQA.jsonl.gz", "mrqa/train/NewsQA.jsonl"),

@@ -18,13 +18,15 @@ Local formats, by file name:
   question is kept when a strict majority of its judgments is valid; its answers are the distinct spans
   of the valid judgments.
 
-Hub: ``biu-nlp/qa_srl2018``, config ``v2``; its main branch holds a loading script, so the spec pins the
-parquet conversion (revision ``refs/convert/parquet``, seen on the hub 2024, splits ``train`` /
-``validation`` / ``test``). Assumed row features (the loading script; not checked against a downloaded
-row): ``sentence`` (tokens joined by spaces), ``sent_id``, ``predicate_idx``, ``predicate``, ``question``
+Hub: ``biu-nlp/qa_srl2018``, config ``v2``; its main branch holds a loading script, so the spec pins a
+commit of the hub's parquet conversion (branch ``refs/convert/parquet``, commit "Update parquet files",
+folder ``v2/`` with ``train`` / ``validation`` / ``test``; docs/datasets.md), read with
+``hub_layout="parquet_export"``. Assumed row features (the loading script; not checked against a
+downloaded row): ``sentence`` (tokens joined by spaces), ``sent_id``, ``predicate_idx``, ``predicate``, ``question``
 (a list of QA-SRL slots with ``_`` for empty ones, or a string), ``answers`` [string], ``answer_ranges``
 [[start, end]]. Whether an end index is inclusive or exclusive is decided per answer by matching the
-tokens against its ``answers`` string; a range matching neither raises :class:`DataError`.
+tokens against its ``answers`` string; a range matching neither raises :class:`DataError`. An empty
+sentence is skipped and counted (``empty text``) in every format, hub or local.
 """
 
 from __future__ import annotations
@@ -58,11 +60,18 @@ def span_answer(tokens: Sequence[str], starts: Sequence[int], begin: int, end: i
     return Answer(text=" ".join(tokens[begin:end]), start=starts[begin])
 
 
+def sentence_tokens(tokens: Any, where: str) -> list[str]:
+    """The tokens of a sentence; an empty or blank sentence is an unusable row (:class:`UnusableRow`:
+    skipped and counted under the one rule of :mod:`road_repro.data.unusable`, local file or hub)."""
+    str_list(tokens, "sentence tokens", where)
+    if not any(tok.strip() for tok in tokens):
+        raise UnusableRow(f"{where}: empty sentence", "empty text")
+    return tokens
+
+
 def qa_srl_example(ex_id: str, tokens: Sequence[str], question: str, ranges: Iterable[tuple[int, int]], where: str) -> QAExample:
     """One validated example from a token sentence, a question and end-exclusive token ranges."""
-    if not tokens:
-        raise DataError(f"{where}: empty sentence")
-    str_list(tokens, "sentence tokens", where)
+    tokens = sentence_tokens(tokens, where)
     starts = token_offsets(tokens)
     answers = unique_answers(span_answer(tokens, starts, b, e, where) for b, e in ranges)
     if not answers:
@@ -177,14 +186,10 @@ def from_hub(records: Iterable[dict[str, Any]], where: str) -> list[QAExample]:
             raise DataError(f"{row_where}: {len(ranges)} answer ranges but {len(answers)} answers")
         if not ranges:
             continue
-        if not rec["sentence"].strip():
-            with skip_unusable():
-                raise UnusableRow(f"{row_where}: empty sentence", "empty text")
-            continue
-        tokens = rec["sentence"].split(" ")
-        spans = [_hub_range(tokens, r, answers[k] if answers else None, row_where) for k, r in enumerate(ranges)]
         ex_id = f"{rec.get('sent_id', 'qa_srl')}#{rec.get('predicate_idx', '')}#{row}"
         with skip_unusable():
+            tokens = sentence_tokens(rec["sentence"].split(" "), row_where)
+            spans = [_hub_range(tokens, r, answers[k] if answers else None, row_where) for k, r in enumerate(ranges)]
             out.append(qa_srl_example(ex_id, tokens, question_text(rec.get("question"), row_where), spans, row_where))
     return out
 
@@ -194,7 +199,8 @@ SPEC = register_dataset(
         name="qa_srl",
         task="mrc",
         hub=("biu-nlp/qa_srl2018", "v2"),
-        hub_revision="refs/convert/parquet",
+        hub_revision="23408b463cf52b0248f1482fd912d9f01ef5cc88",  # on refs/convert/parquet: docs/datasets.md
+        hub_layout="parquet_export",
         hub_splits={"train": "train", "dev": "validation", "test": "test"},
         local={
             "train": ("qasrl-v2/orig/train.jsonl.gz", "qa_srl/qasrl-v2/orig/train.jsonl.gz"),

@@ -84,6 +84,7 @@ SPEC = register_dataset(
         name="qa_zre",
         task="mrc",
         hub=("community-datasets/qa_zre", None),
+        hub_rows_are_examples=True,
         hub_revision="f659301d65a033b69ce7bdfa881baeb770971771",  # "Convert dataset to Parquet (#4)", docs/datasets.md
         hub_splits={"train": "train", "dev": "validation", "test": "test"},
         local={

@@ -9,9 +9,11 @@ from the context and such turns become unanswerable (no answers), as in SQuAD 2.
 unanswerable when its original answer (the teacher's, ``orig_answer``) is ``CANNOTANSWER``; otherwise its
 answers are the original answer followed by the other annotators' spans (dev has several).
 
-Hub: ``allenai/quac``, config ``plain_text``. Its main branch held a loading script, so the spec pins
-the hub's parquet conversion (revision ``refs/convert/parquet``, seen on the hub 2024). Assumed row
-features (the former loading script, ``huggingface/datasets`` ``datasets/quac/quac.py``): one row per
+Hub: ``allenai/quac``, config ``plain_text``. Its main branch held a loading script, so the spec reads
+the hub's parquet conversion (branch ``refs/convert/parquet``, ``hub_layout="parquet_export"``); no commit
+of that branch was found to pin (docs/datasets.md), so the commit actually read is recorded in each run's
+data source. Assumed row features (the former loading script, ``huggingface/datasets``
+``datasets/quac/quac.py``; the same in the TFDS community catalog, ``huggingface:quac/plain_text``): one row per
 dialog with ``dialogue_id``, ``wikipedia_page_title``, ``background``, ``section_title``, ``context``
 (stripped, still ending in ``CANNOTANSWER``), ``turn_ids`` [str], ``questions`` [str], ``followups`` /
 ``yesnos`` [ClassLabel], ``answers`` {``texts``: [[str]], ``answer_starts``: [[int]]} (texts stripped),
@@ -131,7 +133,8 @@ SPEC = register_dataset(
         name="quac",
         task="mrc",
         hub=("allenai/quac", "plain_text"),
-        hub_revision="refs/convert/parquet",
+        hub_revision="refs/convert/parquet",  # no commit of it found: docs/datasets.md
+        hub_layout="parquet_export",
         hub_splits={"train": "train", "dev": "validation"},
         local={
             "train": ("quac/train_v0.2.json", "train_v0.2.json"),

@@ -1,9 +1,10 @@
 """SQuAD 2.0 (Rajpurkar et al., 2018): MRC with unanswerable questions; the paper's main evaluation set
 (not an MTL dataset, so it measures generalisation).
 
-Hub: ``rajpurkar/squad_v2``, config ``squad_v2`` (parquet). Features, from the dataset card (checked
-2024): ``id``, ``title``, ``context``, ``question`` (strings), ``answers`` {``text``: [string],
-``answer_start``: [int32]} (empty lists = unanswerable). Splits: ``train``, ``validation``. Conversion is
+Hub: ``rajpurkar/squad_v2``, config ``squad_v2`` (parquet), pinned at the commit "Convert dataset to
+Parquet (#6)" (docs/datasets.md). Features, from that commit's README ``dataset_info``: ``id``, ``title``,
+``context``, ``question`` (strings), ``answers`` {``text``: [string], ``answer_start``: [int32]} (empty
+lists = unanswerable). Splits: ``train`` (130,319), ``validation`` (11,873). Conversion is
 :func:`road_repro.data.squad_v2.from_hub_records`; local files are the official JSON, read by
 :func:`road_repro.data.squad_v2.load_squad_v2_json`. A local file with no unanswerable question is
 accepted (the examples are valid) but said once per file: it looks like SQuAD 1.1 in SQuAD 2.0's place.
@@ -35,6 +36,8 @@ SPEC = register_dataset(
         name="squad_v2",
         task="mrc",
         hub=("rajpurkar/squad_v2", "squad_v2"),
+        hub_revision="80596c4f2b9ffcd716039dfc7e564c4e491802ec",  # "Convert dataset to Parquet (#6)", docs/datasets.md
+        hub_rows_are_examples=True,
         hub_splits={"train": "train", "dev": "validation"},
         local={
             "train": ("squad2/train-v2.0.json", "SQuAD2/train-v2.0.json", "train-v2.0.json", "squad2/train-v2.0.first10articles.json"),

@@ -29,6 +29,7 @@ from road_repro.data.registry import DatasetSpec, register_dataset
 from road_repro.data.schema import QAExample
 from road_repro.data.sets.formats import (
     MRQA_HUB,
+    MRQA_REVISION,
     OpenQuestion,
     answer_at,
     mrqa_hub_examples,
@@ -130,6 +131,7 @@ SPEC = register_dataset(
         name="triviaqa",
         task="mrc",
         hub=MRQA_HUB,
+        hub_revision=MRQA_REVISION,
         hub_splits={"train": "train", "dev": "validation"},
         local={
             "train": ("mrqa/train/TriviaQA-web.jsonl.gz", "MRQA/train/TriviaQA-web.jsonl.gz", "triviaqa-rc/qa/web-train.json", "qa/web-train.json"),

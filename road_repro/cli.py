@@ -167,8 +167,9 @@ def parser() -> argparse.ArgumentParser:
     subs["plan"].add_argument("--stages", action="store_true", help="one line per stage too")
     subs["plan"].add_argument("--full", action="store_true",
                               help="after the full preflight, which may download (what `run` prints first)")
-    for name in ("report", "status", "export"):
-        subs[name].add_argument("--profile", default="smoke", help="scale: smoke | mini | paper (default: smoke)")
+    for name in ("report", "status", "export"):  # export needs no scale: the run's config.json holds its settings
+        if name != "export":
+            subs[name].add_argument("--profile", default="smoke", help="scale: smoke | mini | paper (default: smoke)")
         subs[name].add_argument("--output-dir", default="results", help="results folder (default: results)")
     subs["report"].add_argument("--strict", action="store_true", help="exit 1 when a row is below its learning floor")
     subs["export"].add_argument("run_id", metavar="RUN_ID", help="a finished run under <output-dir>/runs/, e.g. finetune-1a2b...")

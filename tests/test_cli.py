@@ -85,8 +85,8 @@ class _Stop(Exception):
 
 @pytest.fixture
 def experiments_main(monkeypatch):
-    """``python -m road_repro.experiments``'s main, outside torchrun, stopping where it would exec torchrun
-    (the command is recorded) or start the tables in this process."""
+    """``python -m road_repro.experiments``'s main, outside torchrun, with the preflight passing at once and
+    stopping where it would exec torchrun (the command is recorded) or start the tables in this process."""
     from road_repro.experiments import __main__ as experiments
 
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NPROC"):
@@ -101,27 +101,40 @@ def experiments_main(monkeypatch):
         raise _Stop("tables in this process")
 
     monkeypatch.setattr(experiments.os, "execv", fake_exec)
-    monkeypatch.setattr(experiments, "check_tables", in_this_process)
+    monkeypatch.setattr(experiments, "check_tables", lambda *args, **kwargs: None)
+    monkeypatch.setattr(experiments, "init_distributed", in_this_process)
     return experiments.main, execs
 
 
 def test_nproc_outside_torchrun_runs_through_torchrun(experiments_main, tmp_path):
     main, execs = experiments_main
-    with pytest.raises(_Stop, match="exec"):
-        main(["table5", "--nproc", "2", "--output-dir", str(tmp_path)])
+    with pytest.raises(_Stop, match="exec"):  # an abbreviation too: torchrun's parser sees every option in full
+        main(["table5", "--npr", "2", "--output-dir", str(tmp_path), "--over", "distill.lam=0.5", "--seeds", "1", "2"])
     assert execs == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                      "-m", "road_repro.experiments", "table5", "--nproc", "2", "--output-dir", str(tmp_path)]]
+                      "-m", "road_repro.experiments", "table5", "--profile", "smoke", "--output-dir", str(tmp_path),
+                      "--seeds", "1", "2", "--override", "distill.lam=0.5"]]
     with pytest.raises(_Stop, match="tables in this process"):  # one process: no torchrun
-        main(["table5", "--nproc", "1"])
+        main(["table5", "--nproc", "1", "--output-dir", str(tmp_path)])
 
 
-def test_nproc_under_torchrun_must_match_the_world_size(experiments_main, monkeypatch, capsys):
+def test_a_bad_setting_stops_before_torchrun_starts(monkeypatch, capsys, tmp_path):
+    """The preflight runs in this process first: one error line, not torchrun's report of N failed workers."""
+    from road_repro.experiments import __main__ as experiments
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(experiments.os, "execv", lambda *a: pytest.fail("torchrun started"))
+    assert experiments.main(["table5", "--nproc", "2", "--output-dir", str(tmp_path), "--override", "finetune.lr=-1"]) == 2
+    assert capsys.readouterr().err == "error: finetune.lr=-1.0 must lie in (0, inf)\n"
+
+
+def test_nproc_under_torchrun_must_match_the_world_size(experiments_main, monkeypatch, capsys, tmp_path):
     main, execs = experiments_main
     monkeypatch.setenv("RANK", "0"), monkeypatch.setenv("LOCAL_RANK", "0"), monkeypatch.setenv("WORLD_SIZE", "4")
     assert main(["table5", "--nproc", "2"]) == 2 and execs == []
     assert capsys.readouterr().err == "error: --nproc 2 but this torchrun job has WORLD_SIZE=4: drop --nproc or make them agree\n"
     with pytest.raises(_Stop, match="tables in this process"):
-        main(["table5", "--nproc", "4"])
+        main(["table5", "--nproc", "4", "--output-dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize("flags, error", [
@@ -136,12 +149,12 @@ def test_flags_that_would_change_nothing_are_errors(experiments_main, capsys, fl
     assert capsys.readouterr().err.startswith(f"error: {error}")
 
 
-def test_make_s_nproc_is_a_plans_default_only(experiments_main, monkeypatch, capsys):
+def test_make_s_nproc_is_a_plans_default_only(experiments_main, monkeypatch, capsys, tmp_path):
     """make reproduce-all NPROC=8 exports NPROC to every step; only the plan reads it (make starts torchrun)."""
     main, execs = experiments_main
     monkeypatch.setenv("NPROC", "8")
     with pytest.raises(_Stop, match="tables in this process"):
-        main(["table5"])
+        main(["table5", "--output-dir", str(tmp_path)])
     monkeypatch.setenv("NPROC", "eight")
     assert main(["table5", "--dry-run"]) == 2 and execs == []
     assert "NPROC='eight' in the environment must be a number of GPUs" in capsys.readouterr().err

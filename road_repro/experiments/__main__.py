@@ -33,7 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingError, TrainingInterrupted, exit_status
-from road_repro.experiments.launch import env_nproc, needs_torchrun, torchrun_argv
+from road_repro.experiments.launch import env_nproc, needs_torchrun, run_argv, torchrun_argv
 from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
@@ -75,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
                                         args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0
-        if needs_torchrun(args.nproc, args.gpu, args.preflight):  # --nproc N outside torchrun: N processes
-            command = torchrun_argv(args.nproc, sys.argv[1:] if argv is None else argv)
-            sys.stdout.flush(), sys.stderr.flush()
-            os.execv(command[0], command)
+        relaunch = needs_torchrun(args.nproc, args.gpu, args.preflight)  # --nproc N outside torchrun
         # One Experiment for every table (per resolved profile): each split is loaded once, by the preflight.
         experiments = SharedExperiments(Path(args.runs_dir) if args.runs_dir else Path(args.output_dir) / "runs",
                                         progress=not args.no_progress)
@@ -88,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"preflight: {', '.join(args.tables)} at {args.profile}: "
                   "settings, device, models, data and folders are fine")
             return 0
+        if relaunch:  # checked here first: a bad setting is one line, not torchrun's report of N failed workers
+            command = torchrun_argv(args.nproc, run_argv(args))
+            sys.stdout.flush(), sys.stderr.flush()
+            os.execv(command[0], command)
         init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
         try:
             for table in args.tables:

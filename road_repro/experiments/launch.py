@@ -2,14 +2,15 @@
 
 ``--gpu`` and ``runtime.gpu`` only size a plan's memory (``--plan`` / ``--dry-run``): a run uses the GPUs it
 runs on, so ``--gpu`` anywhere else is an error rather than a flag that does nothing. ``--nproc N`` plans for
-N GPUs, and runs on N: outside torchrun a run with ``N > 1`` starts itself again through ``torchrun
---standalone --nproc_per_node N`` (:func:`torchrun_argv`, as ``make reproduce-all NPROC=N`` launches each
-table); under torchrun N must be the job's ``WORLD_SIZE``. ``$NPROC`` (set by ``make ... NPROC=N``) is a
+N GPUs, and runs on N: outside torchrun a run with ``N > 1`` passes the preflight in its own process, then
+starts itself again through ``torchrun --standalone --nproc_per_node N`` (:func:`torchrun_argv`, as ``make
+reproduce-all NPROC=N`` launches each table); under torchrun N must be the job's ``WORLD_SIZE``. ``$NPROC`` (set by ``make ... NPROC=N``) is a
 plan's default only: the Makefile starts torchrun itself.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Sequence
@@ -31,9 +32,24 @@ def env_nproc() -> int | None:
 
 def torchrun_argv(nproc: int, argv: Sequence[str]) -> list[str]:
     """The command that runs ``python -m road_repro.experiments ARGV`` as ``nproc`` processes on this node
-    (torchrun as a module of this interpreter: no ``torchrun`` script on PATH needed)."""
+    (torchrun as a module of this interpreter: no ``torchrun`` script on PATH needed). ``argv`` must hold no
+    option torchrun's own parser would claim: it reads abbreviations anywhere on the line (``--nproc`` is
+    ambiguous there), so :func:`run_argv` rebuilds a run's options in full, without ``--nproc``."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
             "-m", "road_repro.experiments", *argv]
+
+
+def run_argv(args: argparse.Namespace) -> list[str]:
+    """The options of a run (tables, profile, folders, seeds, overrides, progress, debug) spelt out in full,
+    for the command torchrun starts (:func:`torchrun_argv`); ``--nproc`` is torchrun's ``WORLD_SIZE`` there."""
+    argv = [*args.tables, "--profile", args.profile, "--output-dir", args.output_dir]
+    if args.runs_dir:
+        argv += ["--runs-dir", args.runs_dir]
+    if args.seeds is not None:
+        argv += ["--seeds", *map(str, args.seeds)]
+    for item in args.override:
+        argv += ["--override", item]
+    return argv + (["--no-progress"] if args.no_progress else []) + (["--debug"] if args.debug else [])
 
 
 def needs_torchrun(nproc: int | None, gpu: str | None, preflight: bool) -> bool:

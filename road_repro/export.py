@@ -247,16 +247,11 @@ class _Export:
     record: dict[str, Any]
 
 
-def _prepare(run_dir: Path) -> _Export:
-    """Read and check every input of the run in ``run_dir`` (DONE marker, config.json, model.safetensors,
-    metrics.json, tokenizer) and build the export in memory; raises a :class:`RoadError` naming the file."""
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], ModelConfig, dict[str, Any], dict[str, Any]]:
+    """The run record (config.json), its model config, its dev metrics and its weights, each checked; a
+    :class:`RoadError` naming the file (and key) otherwise."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from road_repro.data.registry import get_dataset
-    from road_repro.data.schema import LABELS
-    from road_repro.models.encoder import load_tokenizer
-    from road_repro.models.model import build_model, load_weights
 
     if not (run_dir / "DONE").is_file():
         raise DataError(f"{run_dir}: not a finished run (no DONE marker): only finished runs export")
@@ -265,9 +260,8 @@ def _prepare(run_dir: Path) -> _Export:
     if not isinstance(run, dict) or run.get("kind") != "finetune":
         kind = run.get("kind") if isinstance(run, dict) else None
         raise ConfigError(f"{run_dir.name} is a {kind!r} run: only finetuning runs (one task head) export")
-    cfg = _key(run, "config", config_path)
-    train_dataset = _key(run, "config.data.train.dataset", config_path)
-    _key(run, "config.data.dev.dataset", config_path)
+    for key in ("config", "config.data.train.dataset", "config.data.dev.dataset"):
+        _key(run, key, config_path)
     model_cfg = _model_config(_key(run, "config.model", config_path), config_path)
     metrics = _read_json(metrics_path)
     if not isinstance(metrics, dict):
@@ -276,6 +270,19 @@ def _prepare(run_dir: Path) -> _Export:
         weights = load_file(str(weights_path))
     except (OSError, SafetensorError) as exc:
         raise DataError(f"{weights_path}: cannot read the run's weights ({exc})") from None
+    return run, model_cfg, metrics, weights
+
+
+def _prepare(run_dir: Path) -> _Export:
+    """Read and check every input of the run in ``run_dir`` (:func:`_read_run`, the tokenizer) and build the
+    export in memory, before anything is written."""
+    from road_repro.data.registry import get_dataset
+    from road_repro.data.schema import LABELS
+    from road_repro.models.encoder import load_tokenizer
+    from road_repro.models.model import build_model, load_weights
+
+    run, model_cfg, metrics, weights = _read_run(run_dir)
+    cfg, config_path, weights_path = run["config"], run_dir / "config.json", run_dir / "model.safetensors"
     head, kind = _head(weights)
     tokenizer = load_tokenizer(model_cfg)
     model = build_model(model_cfg, len(tokenizer), {head: kind})
@@ -285,7 +292,7 @@ def _prepare(run_dir: Path) -> _Export:
         raise DataError(f"{weights_path}: does not fit the run's model config ({str(exc).splitlines()[0]})") from None
     labels = None
     if kind != "span":
-        labels = LABELS.get(get_dataset(train_dataset).task)
+        labels = LABELS.get(get_dataset(cfg["data"]["train"]["dataset"]).task)
         if labels is not None and len(labels) != kind:
             labels = None
     hf = to_hf_model(model, head, kind, dict(enumerate(labels)) if labels else None)

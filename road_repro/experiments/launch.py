@@ -4,8 +4,8 @@
 runs on, so ``--gpu`` anywhere else is an error rather than a flag that does nothing. ``--nproc N`` plans for
 N GPUs, and runs on N: outside torchrun a run with ``N > 1`` passes the preflight in its own process, then
 starts itself again through ``torchrun --standalone --nproc_per_node N`` (:func:`torchrun_argv`, as ``make
-reproduce-all NPROC=N`` launches each table); under torchrun N must be the job's ``WORLD_SIZE``. ``$NPROC`` (set by ``make ... NPROC=N``) is a
-plan's default only: the Makefile starts torchrun itself.
+reproduce-all NPROC=N`` launches each table); under torchrun N must be the job's ``WORLD_SIZE``.
+``$NPROC`` (set by ``make ... NPROC=N``) is a plan's default only: the Makefile starts torchrun itself.
 """
 
 from __future__ import annotations

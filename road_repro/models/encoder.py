@@ -7,8 +7,8 @@ Weights load from ``model.safetensors`` where the checkpoint ships one; where it
 ``pytorch_model.bin`` (``google/electra-large-discriminator`` on its main branch), the ``.bin`` is read
 with ``torch.load(weights_only=True)`` -- tensors only, no pickled code -- and said once on the console
 (:func:`resolve_weights`, :func:`load_encoder`). A sharded checkpoint's index is resolved with every shard it
-names, at the same revision, so a missing shard stops the preflight, not the load. ``ModelConfig.revision`` pins the hub commit of the
-config, tokenizer and weights. Remote code is never trusted unless the profile asks for it.
+names, at the same revision, so a missing shard stops the preflight, not the load. ``ModelConfig.revision``
+pins the hub commit of the config, tokenizer and weights. Remote code is never trusted unless the profile asks for it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ computes the same thing:
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,17 +46,41 @@ def _experiments_argv(args: argparse.Namespace, *flags: str) -> list[str]:
     return argv
 
 
+def _nproc_problem(nproc: int | None) -> str | None:
+    """Why ``road-repro run --nproc nproc`` cannot start, or None (it launches torchrun itself)."""
+    from road_repro.errors import RoadError
+    from road_repro.train.distributed import torchrun_env
+
+    if nproc is None:
+        return None
+    if nproc < 1:
+        return f"--nproc {nproc}: the number of GPUs must be at least 1"
+    try:
+        under_torchrun = torchrun_env() is not None
+    except RoadError as exc:
+        return str(exc)
+    if nproc > 1 and under_torchrun:
+        return (f"road-repro run --nproc {nproc} starts torchrun itself: run it directly, not under torchrun "
+                "(or use torchrun ... -m road_repro.experiments)")
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from road_repro.experiments.__main__ import main as experiments
+    from road_repro.experiments.launch import torchrun_argv
     from road_repro.report.__main__ import main as report
 
-    code = experiments(_experiments_argv(args, "--plan"))  # checks everything and writes plan.json for `status`
+    nproc = args.nproc
+    problem = _nproc_problem(nproc)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    nproc_flags = ["--nproc", str(nproc)] if nproc is not None else []
+    code = experiments(_experiments_argv(args, "--plan", *nproc_flags))  # checks all; writes plan.json for `status`
     if code:
         return code
-    if args.nproc > 1:  # as make reproduce-all NPROC=N: the stages through torchrun, then cached below
-        torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-        done = subprocess.run([torchrun, "--nproc_per_node", str(args.nproc), "-m", "road_repro.experiments",
-                               *_experiments_argv(args)])
+    if nproc is not None and nproc > 1:  # as make reproduce-all NPROC=N: the stages through torchrun, then cached below
+        done = subprocess.run(torchrun_argv(nproc, _experiments_argv(args)))
         if done.returncode:
             return done.returncode
     code = experiments(_experiments_argv(args, *(["--no-progress"] if args.no_progress else [])))
@@ -161,14 +184,16 @@ def parser() -> argparse.ArgumentParser:
     for name in ("run", "plan", "check"):
         _tables_and_profile(subs[name])
     subs["run"].add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: the profile's)")
-    subs["run"].add_argument("--nproc", type=int, default=1, help="GPUs: run each table's stages through torchrun first")
+    subs["run"].add_argument("--nproc", type=int, default=None,
+                             help="GPUs: plan for N and compute the stages through torchrun on N processes first")
     subs["run"].add_argument("--no-report", action="store_true", help="compute the tables only")
     subs["run"].add_argument("--no-progress", action="store_true", help="no progress bars")
     subs["plan"].add_argument("--stages", action="store_true", help="one line per stage too")
     subs["plan"].add_argument("--full", action="store_true",
                               help="after the full preflight, which may download (what `run` prints first)")
-    for name in ("report", "status", "export"):
-        subs[name].add_argument("--profile", default="smoke", help="scale: smoke | mini | paper (default: smoke)")
+    for name in ("report", "status", "export"):  # export needs no scale: the run's config.json holds its settings
+        if name != "export":
+            subs[name].add_argument("--profile", default="smoke", help="scale: smoke | mini | paper (default: smoke)")
         subs[name].add_argument("--output-dir", default="results", help="results folder (default: results)")
     subs["report"].add_argument("--strict", action="store_true", help="exit 1 when a row is below its learning floor")
     subs["export"].add_argument("run_id", metavar="RUN_ID", help="a finished run under <output-dir>/runs/, e.g. finetune-1a2b...")

@@ -18,17 +18,23 @@ How the suite's heads map onto Hugging Face's, exactly (same weights, same funct
   layer and weight for weight (with ``embedding_size = hidden_size``, no embedding projection), so the
   function is unchanged. Other families (ALBERT, ...) stop with a ConfigError saying so.
 
-``--push-to-hub REPO`` then uploads the folder with ``huggingface_hub`` (``HfApi.create_repo`` and
-``upload_folder``; needs ``huggingface-cli login`` or ``HF_TOKEN``).
+Every input (``DONE``, ``config.json``, ``model.safetensors``, ``metrics.json``, the tokenizer) is read and
+checked before anything is written, and the folder is written under a hidden name beside ``--out`` and then
+renamed, so a failure leaves no half-written export. ``--push-to-hub REPO`` then uploads the folder with
+``huggingface_hub`` (``HfApi.create_repo`` and ``upload_folder``; needs ``huggingface-cli login`` or
+``HF_TOKEN``); a failed upload is one error line naming the repo.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 from torch import nn
@@ -58,9 +64,23 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _model_config(cfg: dict[str, Any]) -> ModelConfig:
-    fields = {**cfg, "warm_start": WarmStartConfig(**cfg["warm_start"]) if cfg.get("warm_start") else None}
-    return ModelConfig(**fields)
+def _key(obj: Any, path: str, where: Path) -> Any:
+    """``obj[a][b]...`` for ``path`` ``"a.b..."``; a :class:`DataError` naming the file and the key when absent."""
+    value = obj
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise DataError(f"{where}: no {path!r} (missing key {part!r}): not a run record as road-repro writes it")
+        value = value[part]
+    return value
+
+
+def _model_config(cfg: dict[str, Any], where: Path) -> ModelConfig:
+    """The run's ``config.model`` as a :class:`ModelConfig`; an unknown or ill-typed field names ``where``."""
+    try:
+        fields = {**cfg, "warm_start": WarmStartConfig(**cfg["warm_start"]) if cfg.get("warm_start") else None}
+        return ModelConfig(**fields)
+    except TypeError as exc:
+        raise DataError(f"{where}: config.model is not a model config road-repro reads ({exc})") from None
 
 
 def _head(weights: dict[str, Any]) -> tuple[str, str | int]:
@@ -131,7 +151,7 @@ def _recipe(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         path = runs / run_id / "config.json"
         if not path.is_file():
             return {"run_id": run_id}
-        c = json.loads(path.read_text())["config"]
+        c = _key(_read_json(path), "config", path)
         keys = ("stage", "mode", "pass_step", "draws", "kd", "task", "seed", "objective", "kd_settings")
         return {"run_id": run_id, **{k: c[k] for k in keys if k in c}}
 
@@ -217,56 +237,128 @@ def model_card(run_id: str, run: dict[str, Any], metrics: dict[str, Any], kind: 
     return "\n".join(lines)
 
 
-def export_run(run_dir: Path, out: Path) -> Path:
-    """Write ``out`` (weights, config, tokenizer, README.md, road_repro_run.json) for the finished run in ``run_dir``."""
+@dataclass
+class _Export:
+    """Everything an export writes, built and checked in memory before the first file is written."""
+
+    model: nn.Module  # the transformers task model
+    tokenizer: Any
+    card: str
+    record: dict[str, Any]
+
+
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], ModelConfig, dict[str, Any], dict[str, Any]]:
+    """The run record (config.json), its model config, its dev metrics and its weights, each checked; a
+    :class:`RoadError` naming the file (and key) otherwise."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not (run_dir / "DONE").is_file():
+        raise DataError(f"{run_dir}: not a finished run (no DONE marker): only finished runs export")
+    config_path, weights_path, metrics_path = run_dir / "config.json", run_dir / "model.safetensors", run_dir / "metrics.json"
+    run = _read_json(config_path)
+    if not isinstance(run, dict) or run.get("kind") != "finetune":
+        kind = run.get("kind") if isinstance(run, dict) else None
+        raise ConfigError(f"{run_dir.name} is a {kind!r} run: only finetuning runs (one task head) export")
+    for key in ("config", "config.data.train.dataset", "config.data.dev.dataset"):
+        _key(run, key, config_path)
+    model_cfg = _model_config(_key(run, "config.model", config_path), config_path)
+    metrics = _read_json(metrics_path)
+    if not isinstance(metrics, dict):
+        raise DataError(f"{metrics_path}: not a JSON object of dev metrics")
+    try:
+        weights = load_file(str(weights_path))
+    except (OSError, SafetensorError) as exc:
+        raise DataError(f"{weights_path}: cannot read the run's weights ({exc})") from None
+    return run, model_cfg, metrics, weights
+
+
+def _prepare(run_dir: Path) -> _Export:
+    """Read and check every input of the run in ``run_dir`` (:func:`_read_run`, the tokenizer) and build the
+    export in memory, before anything is written."""
     from road_repro.data.registry import get_dataset
     from road_repro.data.schema import LABELS
     from road_repro.models.encoder import load_tokenizer
     from road_repro.models.model import build_model, load_weights
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "DONE").is_file():
-        raise DataError(f"{run_dir}: not a finished run (no DONE marker): only finished runs export")
-    run = _read_json(run_dir / "config.json")
-    cfg = run["config"]
-    if run.get("kind") != "finetune":
-        raise ConfigError(f"{run_dir.name} is a {run.get('kind')!r} run: only finetuning runs (one task head) export")
-    weights = load_file(str(run_dir / "model.safetensors"))
+    run, model_cfg, metrics, weights = _read_run(run_dir)
+    cfg, config_path, weights_path = run["config"], run_dir / "config.json", run_dir / "model.safetensors"
     head, kind = _head(weights)
-    model_cfg = _model_config(cfg["model"])
     tokenizer = load_tokenizer(model_cfg)
     model = build_model(model_cfg, len(tokenizer), {head: kind})
-    load_weights(model, run_dir / "model.safetensors")
+    try:
+        load_weights(model, weights_path)
+    except RuntimeError as exc:
+        raise DataError(f"{weights_path}: does not fit the run's model config ({str(exc).splitlines()[0]})") from None
     labels = None
     if kind != "span":
-        task_type = get_dataset(cfg["data"]["train"]["dataset"]).task
-        labels = LABELS.get(task_type)
+        labels = LABELS.get(get_dataset(cfg["data"]["train"]["dataset"]).task)
         if labels is not None and len(labels) != kind:
             labels = None
     hf = to_hf_model(model, head, kind, dict(enumerate(labels)) if labels else None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out)
-    features = FeatureConfig(**cfg.get("features", {}))
+    try:
+        features = FeatureConfig(**cfg.get("features", {}))
+    except TypeError as exc:
+        raise DataError(f"{config_path}: config.features is not a feature config road-repro reads ({exc})") from None
     tokenizer.model_max_length = features.max_seq_length if kind == "span" else features.max_pair_length
-    tokenizer.save_pretrained(out)
-    metrics = _read_json(run_dir / "metrics.json")
-    (out / "README.md").write_text(model_card(run_dir.name, run, metrics, kind, labels, _recipe(run_dir, cfg),
-                                                model.encoder.config.model_type))
-    (out / "road_repro_run.json").write_text(json.dumps({"run_id": run_dir.name, **run, "metrics": metrics}, indent=1))
+    card = model_card(run_dir.name, run, metrics, kind, labels, _recipe(run_dir, cfg), model.encoder.config.model_type)
+    return _Export(hf, tokenizer, card, {"run_id": run_dir.name, **run, "metrics": metrics})
+
+
+def write_folder(out: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write`` on a new hidden folder beside ``out``, then rename it to ``out``: a failure leaves no
+    half-written export. An existing ``out`` is replaced only if it is empty or an earlier export (it holds
+    ``road_repro_run.json``), never another folder."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "road_repro_run.json").is_file())):
+        raise ConfigError(f"{out}: exists and is not an earlier export (no road_repro_run.json): choose a new or "
+                          "empty folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    try:
+        write(partial)
+        if out.exists():
+            old = partial.with_name(partial.name + "-old")
+            out.rename(old)
+            partial.rename(out)
+            shutil.rmtree(old)
+        else:
+            partial.rename(out)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
     return out
 
 
+def export_run(run_dir: Path, out: Path) -> Path:
+    """Write ``out`` (weights, config, tokenizer, README.md, road_repro_run.json) for the finished run in
+    ``run_dir``: every input is read and checked first, then the folder is written whole (:func:`write_folder`)."""
+    export = _prepare(Path(run_dir))
+
+    def write(folder: Path) -> None:
+        export.model.save_pretrained(folder)
+        export.tokenizer.save_pretrained(folder)
+        (folder / "README.md").write_text(export.card)
+        (folder / "road_repro_run.json").write_text(json.dumps(export.record, indent=1))
+
+    return write_folder(Path(out), write)
+
+
 def push_to_hub(folder: Path, repo: str) -> str:
-    """Upload ``folder`` to the Hub model repo ``repo`` (created if needed); the repo's URL."""
+    """Upload ``folder`` to the Hub model repo ``repo`` (created if needed); the repo's URL. Any failure (no
+    login, offline, a bad repo id, refused access) is a :class:`ConfigError` naming the repo and the folder."""
     from huggingface_hub import HfApi
 
     api = HfApi()
-    api.create_repo(repo, repo_type="model", exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
-                      commit_message="road-repro export")
+    try:
+        api.create_repo(repo, repo_type="model", exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+                          commit_message="road-repro export")
+    except Exception as exc:  # huggingface_hub raises HTTP, auth, validation and offline errors of many types
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(f"upload to the Hugging Face Hub repo {repo!r} failed ({type(exc).__name__}: {first}); "
+                          f"the export in {folder} is complete -- log in (`huggingface-cli login` or HF_TOKEN) "
+                          "and check the repo id, then rerun with --push-to-hub") from None
     return f"https://huggingface.co/{repo}"
 
 
@@ -279,12 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         folder = export_run(Path(args.runs_dir) / args.run_id, Path(args.out))
+        print(f"exported {args.run_id} to {folder}")
+        if args.push_to_hub:
+            print(f"uploaded to {push_to_hub(folder, args.push_to_hub)}")
     except RoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {args.run_id} to {folder}")
-    if args.push_to_hub:
-        print(f"uploaded to {push_to_hub(folder, args.push_to_hub)}")
     return 0
 
 

@@ -55,14 +55,45 @@ class Stage:
 
 
 def load_plan(output_dir: Path, profile: str) -> dict[str, Any]:
+    """``<output_dir>/<profile>/plan.json``, its structure checked (:func:`plan_problem`) so that a damaged or
+    foreign file is one error naming it, not a traceback from deep in the report."""
     path = output_dir / profile / "plan.json"
     try:
-        return json.loads(path.read_text())
+        plan = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no plan -- `road-repro run` and `make reproduce-all` write it when they start "
                           f"(`road-repro plan --profile {profile}` writes one without training)") from None
     except ValueError as exc:
         raise ConfigError(f"{path}: not a readable plan ({exc})") from None
+    problem = plan_problem(plan)
+    if problem:
+        raise ConfigError(f"{path}: not a plan as `road-repro plan` writes it: {problem}")
+    return plan
+
+
+def plan_problem(plan: Any) -> str | None:
+    """What in ``plan`` is not the shape :func:`status_text` reads, or None: an object whose ``stages`` map run
+    ids to objects, whose ``tables`` map names to objects with a ``stages`` list of run ids, and whose
+    ``order`` (if any) lists those tables."""
+    if not isinstance(plan, dict):
+        return f"a JSON {type(plan).__name__}, not an object"
+    stages, tables = plan.get("stages", {}), plan.get("tables")
+    if not isinstance(stages, dict) or not all(isinstance(info, dict) for info in stages.values()):
+        return "'stages' must map run ids to objects"
+    if not isinstance(tables, dict):
+        return "'tables' (table -> its stages) is missing or not an object"
+    for name, table in tables.items():
+        if not isinstance(table, dict) or not isinstance(table.get("stages"), list) \
+                or not all(isinstance(i, str) for i in table["stages"]):
+            return f"tables.{name} has no 'stages' list of run ids"
+    order = plan.get("order", [])
+    if not isinstance(order, list) or any(not isinstance(t, str) or t not in tables for t in order):
+        return "'order' must list tables that 'tables' holds"
+    if not isinstance(plan.get("throughput", {}), dict):
+        return "'throughput' must be an object"
+    if "started" in plan and not isinstance(plan["started"], (int, float)):
+        return "'started' must be a time in seconds"
+    return None
 
 
 def _newest_change(folder: Path) -> float:

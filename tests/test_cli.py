@@ -77,3 +77,122 @@ def test_bash_completion_completes_subcommands_options_and_tables(tmp_path, caps
     assert complete("run", "--profile", "p") == ["paper"]
     assert complete("plan", "table") == ["table2", "table3", "table4", "table5", "table6", "table7"]
     assert complete("export", "--push") == ["--push-to-hub"]
+
+
+class _Stop(Exception):
+    """Raised by the stand-ins below where the real call would start work (exec torchrun, check and run tables)."""
+
+
+@pytest.fixture
+def experiments_main(monkeypatch):
+    """``python -m road_repro.experiments``'s main, outside torchrun, with the preflight passing at once and
+    stopping where it would exec torchrun (the command is recorded) or start the tables in this process."""
+    from road_repro.experiments import __main__ as experiments
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NPROC"):
+        monkeypatch.delenv(name, raising=False)
+    execs = []
+
+    def fake_exec(path, command):
+        execs.append(command)
+        raise _Stop("exec")
+
+    def in_this_process(*args, **kwargs):
+        raise _Stop("tables in this process")
+
+    monkeypatch.setattr(experiments.os, "execv", fake_exec)
+    monkeypatch.setattr(experiments, "check_tables", lambda *args, **kwargs: None)
+    monkeypatch.setattr(experiments, "init_distributed", in_this_process)
+    return experiments.main, execs
+
+
+def test_nproc_outside_torchrun_runs_through_torchrun(experiments_main, tmp_path):
+    main, execs = experiments_main
+    with pytest.raises(_Stop, match="exec"):  # an abbreviation too: torchrun's parser sees every option in full
+        main(["table5", "--npr", "2", "--output-dir", str(tmp_path), "--over", "distill.lam=0.5", "--seeds", "1", "2"])
+    assert execs == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                      "-m", "road_repro.experiments", "table5", "--profile", "smoke", "--output-dir", str(tmp_path),
+                      "--seeds", "1", "2", "--override", "distill.lam=0.5"]]
+    with pytest.raises(_Stop, match="tables in this process"):  # one process: no torchrun
+        main(["table5", "--nproc", "1", "--output-dir", str(tmp_path)])
+
+
+def test_a_bad_setting_stops_before_torchrun_starts(monkeypatch, capsys, tmp_path):
+    """The preflight runs in this process first: one error line, not torchrun's report of N failed workers."""
+    from road_repro.experiments import __main__ as experiments
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(experiments.os, "execv", lambda *a: pytest.fail("torchrun started"))
+    assert experiments.main(["table5", "--nproc", "2", "--output-dir", str(tmp_path), "--override", "finetune.lr=-1"]) == 2
+    assert capsys.readouterr().err == "error: finetune.lr=-1.0 must lie in (0, inf)\n"
+
+
+def test_nproc_under_torchrun_must_match_the_world_size(experiments_main, monkeypatch, capsys, tmp_path):
+    main, execs = experiments_main
+    monkeypatch.setenv("RANK", "0"), monkeypatch.setenv("LOCAL_RANK", "0"), monkeypatch.setenv("WORLD_SIZE", "4")
+    assert main(["table5", "--nproc", "2"]) == 2 and execs == []
+    assert capsys.readouterr().err == "error: --nproc 2 but this torchrun job has WORLD_SIZE=4: drop --nproc or make them agree\n"
+    with pytest.raises(_Stop, match="tables in this process"):
+        main(["table5", "--nproc", "4", "--output-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flags, error", [
+    (["--gpu", "A100-80GB"], "--gpu A100-80GB only sizes a plan's memory: use it with --plan or --dry-run"),
+    (["--gpu", "A100-80GB", "--preflight"], "--gpu A100-80GB only sizes a plan's memory"),
+    (["--nproc", "2", "--preflight"], "--nproc 2 with --preflight: the preflight starts no processes"),
+    (["--nproc", "0"], "--nproc 0: the number of GPUs must be at least 1"),
+])
+def test_flags_that_would_change_nothing_are_errors(experiments_main, capsys, flags, error):
+    main, execs = experiments_main
+    assert main(["table5", *flags]) == 2 and execs == []
+    assert capsys.readouterr().err.startswith(f"error: {error}")
+
+
+def test_make_s_nproc_is_a_plans_default_only(experiments_main, monkeypatch, capsys, tmp_path):
+    """make reproduce-all NPROC=8 exports NPROC to every step; only the plan reads it (make starts torchrun)."""
+    main, execs = experiments_main
+    monkeypatch.setenv("NPROC", "8")
+    with pytest.raises(_Stop, match="tables in this process"):
+        main(["table5", "--output-dir", str(tmp_path)])
+    monkeypatch.setenv("NPROC", "eight")
+    assert main(["table5", "--dry-run"]) == 2 and execs == []
+    assert "NPROC='eight' in the environment must be a number of GPUs" in capsys.readouterr().err
+
+
+@pytest.fixture
+def run_calls(monkeypatch):
+    """``road-repro run`` with the experiments, torchrun and report entry points recorded, not run."""
+    from road_repro.experiments import __main__ as experiments
+    from road_repro.report import __main__ as report
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+    monkeypatch.setattr(experiments, "main", lambda argv: calls.append(("experiments", argv)) or 0)
+    monkeypatch.setattr(report, "main", lambda argv: calls.append(("report", argv)) or 0)
+    monkeypatch.setattr(cli.subprocess, "run", lambda command: calls.append(("subprocess", command))
+                        or subprocess.CompletedProcess(command, 0))
+    return calls
+
+
+def test_run_nproc_plans_for_n_gpus_then_runs_through_torchrun(run_calls):
+    assert cli.main(["run", "table5", "--nproc", "2", "--output-dir", "out"]) == 0
+    tables = ["table5", "--profile", "smoke", "--output-dir", "out"]
+    assert run_calls == [
+        ("experiments", [*tables, "--plan", "--nproc", "2"]),
+        ("subprocess", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "road_repro.experiments", *tables]),
+        ("experiments", tables),
+        ("report", ["--profile", "smoke", "--output-dir", "out"])]
+    run_calls.clear()
+    assert cli.main(["run", "table5", "--output-dir", "out", "--no-report"]) == 0  # no --nproc: the profile's plan
+    assert run_calls == [("experiments", [*tables, "--plan"]), ("experiments", tables)]
+
+
+def test_run_nproc_under_torchrun_or_below_one_is_an_error(run_calls, monkeypatch, capsys):
+    assert cli.main(["run", "table5", "--nproc", "0"]) == 2
+    assert capsys.readouterr().err == "error: --nproc 0: the number of GPUs must be at least 1\n"
+    monkeypatch.setenv("RANK", "0"), monkeypatch.setenv("LOCAL_RANK", "0"), monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["run", "table5", "--nproc", "2"]) == 2 and run_calls == []
+    assert "starts torchrun itself: run it directly, not under torchrun" in capsys.readouterr().err

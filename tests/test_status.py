@@ -105,3 +105,24 @@ def test_a_dry_runs_planned_ids_are_pointed_out(results):
     plan["stages"]["finetune-3"]["planned_id"] = True
     plan_path.write_text(json.dumps(plan))
     assert "1 stages have planned ids" in status_text(results, "smoke", now=NOW)
+
+
+@pytest.mark.parametrize("plan, why", [
+    ([], "a JSON list, not an object"),
+    ({"stages": [], "tables": {}}, "'stages' must map run ids to objects"),
+    ({"stages": {"a": 1}, "tables": {}}, "'stages' must map run ids to objects"),
+    ({"stages": {}}, "'tables' .* is missing"),
+    ({"stages": {}, "tables": {"t": ["a"]}}, "tables.t has no 'stages' list"),
+    ({"stages": {}, "tables": {"t": {"stages": [["a"]]}}}, "tables.t has no 'stages' list"),
+    ({"stages": {}, "tables": {}, "order": ["t"]}, "'order' must list tables"),
+    ({"stages": {}, "tables": {}, "throughput": "V100-h"}, "'throughput' must be an object"),
+    ({"stages": {}, "tables": {}, "started": "today"}, "'started' must be a time"),
+])
+def test_a_plan_of_the_wrong_shape_is_one_error_naming_the_file(tmp_path, plan, why):
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match=rf"smoke/plan.json: not a plan as `road-repro plan` writes it: {why}"):
+        status_text(tmp_path, "smoke")
+    done = subprocess.run([sys.executable, "-m", "road_repro", "status", "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "plan.json: not a plan" in done.stderr

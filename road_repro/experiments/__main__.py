@@ -9,7 +9,9 @@ notebook then only renders)::
 Every table named is checked first (the preflight: settings, device, models, every dataset split its
 stages read), so a problem in the last table stops the command before the first one trains. The tables
 share one Experiment (per resolved profile), so each process loads and tokenizes each split once.
-``--preflight`` stops after the checks. ``--dry-run`` plans the compute and stops: every stage of the
+``--preflight`` stops after the checks. ``--nproc N`` outside torchrun starts the same command through
+``torchrun --standalone --nproc_per_node N``; ``--gpu`` only sizes a plan (:mod:`road_repro.experiments.launch`).
+``--dry-run`` plans the compute and stops: every stage of the
 tables (new, shared between tables, already cached), optimizer steps, examples and GPU-hours per stage,
 per table and in total, without training or downloading anything (models and data not on disk get
 planned ids and a note); it writes ``<output-dir>/<profile>/plan.json``. ``--plan`` prints the same plan
@@ -31,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingError, TrainingInterrupted, exit_status
+from road_repro.experiments.launch import env_nproc, needs_torchrun, run_argv, torchrun_argv
 from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
@@ -56,20 +59,23 @@ def main(argv: list[str] | None = None) -> int:
                              "without training or downloading (what is not on disk gets a planned id); "
                              "writes <output-dir>/<profile>/plan.json")
     parser.add_argument("--stages", action="store_true", help="with --plan or --dry-run: one line per stage too")
-    parser.add_argument("--gpu", default=None, help="with --plan or --dry-run: the GPU to size memory for "
+    parser.add_argument("--gpu", default=None, help="only with --plan or --dry-run: the GPU to size memory for "
                         "(runtime.gpu: V100-16GB, V100-32GB, A100-40GB, A100-80GB, H100-80GB, H200-141GB)")
-    parser.add_argument("--nproc", type=int, default=os.environ.get("NPROC") or None,
-                        help="with --plan or --dry-run: GPUs to plan for (runtime.nproc; default: $NPROC, else the profile's)")
+    parser.add_argument("--nproc", type=int, default=None,
+                        help="GPUs: a plan is sized for them (runtime.nproc; a plan's default: $NPROC, else the "
+                             "profile's); a run outside torchrun starts itself through torchrun on N processes")
     parser.add_argument("--debug", action="store_true", default=bool(os.environ.get("ROAD_DEBUG")),
                         help="show tracebacks of configuration and data errors (also ROAD_DEBUG=1)")
     args = parser.parse_args(argv)
     try:
         if args.plan or args.dry_run:
-            args.override += [f"runtime.{key}={value}" for key, value in (("gpu", args.gpu), ("nproc", args.nproc))
+            nproc = args.nproc if args.nproc is not None else env_nproc()
+            args.override += [f"runtime.{key}={value}" for key, value in (("gpu", args.gpu), ("nproc", nproc))
                               if value is not None]
             print(plan_text(plan_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir,
                                         args.runs_dir, offline=args.dry_run), stages=args.stages))
             return 0
+        relaunch = needs_torchrun(args.nproc, args.gpu, args.preflight)  # --nproc N outside torchrun
         # One Experiment for every table (per resolved profile): each split is loaded once, by the preflight.
         experiments = SharedExperiments(Path(args.runs_dir) if args.runs_dir else Path(args.output_dir) / "runs",
                                         progress=not args.no_progress)
@@ -79,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"preflight: {', '.join(args.tables)} at {args.profile}: "
                   "settings, device, models, data and folders are fine")
             return 0
+        if relaunch:  # checked here first: a bad setting is one line, not torchrun's report of N failed workers
+            command = torchrun_argv(args.nproc, run_argv(args))
+            sys.stdout.flush(), sys.stderr.flush()
+            os.execv(command[0], command)
         init_distributed(timeout=timedelta(hours=2))  # a no-op outside torchrun
         try:
             for table in args.tables:

@@ -6,8 +6,9 @@ encoder with a real uncased WordPiece vocabulary, available offline; ``"minilm"`
 Weights load from ``model.safetensors`` where the checkpoint ships one; where it ships only
 ``pytorch_model.bin`` (``google/electra-large-discriminator`` on its main branch), the ``.bin`` is read
 with ``torch.load(weights_only=True)`` -- tensors only, no pickled code -- and said once on the console
-(:func:`resolve_weights`, :func:`load_encoder`). ``ModelConfig.revision`` pins the hub commit of the
-config, tokenizer and weights. Remote code is never trusted unless the profile asks for it.
+(:func:`resolve_weights`, :func:`load_encoder`). A sharded checkpoint's index is resolved with every shard it
+names, at the same revision, so a missing shard stops the preflight, not the load. ``ModelConfig.revision``
+pins the hub commit of the config, tokenizer and weights. Remote code is never trusted unless the profile asks for it.
 """
 
 from __future__ import annotations
@@ -134,11 +135,12 @@ WEIGHT_FILES = (
 
 @dataclass(frozen=True)
 class Weights:
-    """The weights file a checkpoint loads from: ``kind`` ``"safetensors"`` or ``"bin"`` and its local path
-    (a single file or a shard index)."""
+    """The weights a checkpoint loads from: ``kind`` ``"safetensors"`` or ``"bin"``, ``path`` (a single file or
+    a shard index) and ``files``, every file that holds tensors (``(path,)``, or each shard the index names)."""
 
     kind: str
     path: Path
+    files: tuple[Path, ...]
 
 
 def _weight_file(name: str, filename: str, revision: str | None, local_files_only: bool) -> Path | None:
@@ -155,35 +157,70 @@ def _weight_file(name: str, filename: str, revision: str | None, local_files_onl
     return Path(found) if found else None
 
 
+def _where(name: str) -> str:
+    return "in the folder" if Path(name).is_dir() else "in the local Hugging Face cache or on the hub (offline?)"
+
+
+def shard_names(index: Path) -> list[str]:
+    """The shard files a ``*.index.json`` names (its ``weight_map`` values), each once, in order; a
+    :class:`ConfigError` naming the index when it is not one (or names a file outside its folder)."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{index}: not a shard index with a 'weight_map' of tensor -> shard file "
+                          f"({type(exc).__name__}: {exc})") from None
+    bad = [n for n in names if not isinstance(n, str) or not n or Path(n).name != n]
+    if bad or not names:
+        raise ConfigError(f"{index}: its weight_map must name shard files beside it, got {bad or 'none'}")
+    return names
+
+
+def _shards(cfg: ModelConfig, name: str, index: Path, local_files_only: bool) -> tuple[Path, ...]:
+    """Every shard ``index`` names, resolved like the index (same folder, or the cache at the same revision)."""
+    files = []
+    for shard in shard_names(index):
+        path = _weight_file(name, shard, cfg.revision, local_files_only)
+        if path is None:
+            raise ConfigError(f"model {cfg.name_or_path!r} (revision {cfg.revision or 'main'}): shard {shard} named by "
+                              f"{index.name} is not {_where(name)}; download the whole checkpoint first, e.g. "
+                              f"`huggingface-cli download {cfg.name_or_path}`")
+        files.append(path)
+    return tuple(files)
+
+
 def resolve_weights(cfg: ModelConfig, local_files_only: bool = False) -> Weights:
-    """The weights file ``cfg`` loads from: safetensors where the checkpoint has them, else the ``.bin``.
+    """The weights ``cfg`` loads from: safetensors where the checkpoint has them, else the ``.bin``; for a
+    sharded checkpoint, its index and every shard the index names.
 
     Raises :class:`ConfigError` naming the checkpoint, its revision and every file looked for when none is
-    there -- e.g. offline with a cache that holds the config but not the weights -- so the preflight stops
-    before any compute.
+    there -- e.g. offline with a cache that holds the config but not the weights -- or the shard that is
+    missing, so the preflight stops before any compute.
     """
     name = _resolve(cfg.name_or_path or "")
     for kind, filename in WEIGHT_FILES:
         path = _weight_file(name, filename, cfg.revision, local_files_only)
         if path is not None:
-            return Weights(kind, path)
-    where = "in the folder" if Path(name).is_dir() else "in the local Hugging Face cache or on the hub (offline?)"
+            files = _shards(cfg, name, path, local_files_only) if filename.endswith(".index.json") else (path,)
+            return Weights(kind, path, files)
     raise ConfigError(f"model {cfg.name_or_path!r} (revision {cfg.revision or 'main'}): no weights file "
-                      f"({', '.join(f for _, f in WEIGHT_FILES)}) {where}; download it first, e.g. "
+                      f"({', '.join(f for _, f in WEIGHT_FILES)}) {_where(name)}; download it first, e.g. "
                       f"`huggingface-cli download {cfg.name_or_path}`")
 
 
 def load_bin_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A ``pytorch_model.bin`` (or every shard its ``.index.json`` names) read with ``torch.load(weights_only=True)``:
-    tensors only, no pickled code runs; anything else in the file is a :class:`ConfigError` naming it."""
-    if path.name.endswith(".index.json"):
-        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_bin_state_dict(path.parent / shard).items()}
+    """One ``.bin`` file (a checkpoint or a shard) read with ``torch.load(weights_only=True)``: tensors only, no
+    pickled code runs; anything else in the file is a :class:`ConfigError` naming it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError (a refused global), RuntimeError / EOFError (a damaged file)
         raise ConfigError(f"{path}: not a plain tensor checkpoint; torch.load(weights_only=True) refused it "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+
+
+def bin_state_dict(weights: Weights) -> dict[str, torch.Tensor]:
+    """The state dict of a ``.bin`` checkpoint: its one file, or every shard merged."""
+    return {k: v for path in weights.files for k, v in load_bin_state_dict(path).items()}
 
 
 _said_bin: set[str] = set()
@@ -193,15 +230,16 @@ def _from_bin(cfg: ModelConfig, weights: Weights, **kwargs: Any) -> tuple[nn.Mod
     """Build the architecture of ``config`` and load the ``.bin`` state dict into it (said once per model)."""
     if (cfg.name_or_path or "") not in _said_bin:
         _said_bin.add(cfg.name_or_path or "")
-        logger.warning("model %s (revision %s) ships no safetensors weights: loading %s with torch.load(weights_only=True)",
-                       cfg.name_or_path, cfg.revision or "main", weights.path.name)
+        shards = f" ({len(weights.files)} shards)" if weights.files != (weights.path,) else ""
+        logger.warning("model %s (revision %s) ships no safetensors weights: loading %s%s with torch.load(weights_only=True)",
+                       cfg.name_or_path, cfg.revision or "main", weights.path.name, shards)
     config = kwargs["config"]
     if type(config) not in MODEL_MAPPING:
         raise ConfigError(f"model {cfg.name_or_path!r}: a .bin-only checkpoint of a {type(config).__name__}, "
                           "which transformers does not know (remote code): convert it to safetensors first")
     model_class = MODEL_MAPPING[type(config)]
     # the state dict is already read (weights_only): transformers opens no weights file of its own here
-    return model_class.from_pretrained(None, state_dict=load_bin_state_dict(weights.path), use_safetensors=True, **kwargs)
+    return model_class.from_pretrained(None, state_dict=bin_state_dict(weights), use_safetensors=True, **kwargs)
 
 
 def load_encoder(cfg: ModelConfig, vocab_size: int) -> nn.Module:

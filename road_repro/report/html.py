@@ -70,6 +70,17 @@ def _compute(meta: dict) -> str:
     return text
 
 
+def margin_cell(kind: str | None, margin: float | None) -> str:
+    """The page's margin column as the claim's rule uses it (road_repro/report/verdicts.py, docs/verdicts.md):
+    'about equal' is two-sided (the interval within (-d, d)), 'not worse' one-sided (its lower end above -d),
+    'beats' has none (the interval above 0)."""
+    if kind == "not_worse" and pd.notna(margin):
+        return f"−{margin:g} (one-sided: interval's lower end above it)"
+    if pd.notna(margin) and kind != "greater":
+        return f"±{margin:g} (two-sided: interval within it)"
+    return "0 (beats: interval above 0)"
+
+
 def _claims(folder: Path, name: str) -> list[dict]:
     """The table's claims as the page shows them: the test, n per row, statistic and p, eps_min, margin."""
     path = folder / f"{name}_claims.csv"
@@ -83,7 +94,7 @@ def _claims(folder: Path, name: str) -> list[dict]:
         c["eps"] = f"{c['eps_min']:.2f} / {c['eps_min_reverse']:.2f}" if has and pd.notna(c["eps_min"]) else "–"
         c["stat"] = (f"t = {c['statistic']:.2f}, df = {c['df']:.1f}, p = {c['p_value']:.3g}"
                      if has and pd.notna(c.get("statistic")) else "–")
-        c["margin"] = f"±{c['margin']:g}" if pd.notna(c.get("margin")) else "0 (beats)"
+        c["margin"] = margin_cell(c.get("kind"), c.get("margin"))
         c["paper_diff"] = f"{c['paper_diff']:+.2f}" if pd.notna(c["paper_diff"]) else "–"
         c["seeds_needed"] = int(c["seeds_needed"]) if pd.notna(c.get("seeds_needed")) else "–"
         for key in ("test", "change", "conflict", "margin_source", "worse_paper_model"):

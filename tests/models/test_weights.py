@@ -4,11 +4,13 @@ is named before any compute. Fake model folders hold a tiny BERT saved three way
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import BertConfig, BertForMaskedLM
 
 from road_repro.config import ModelConfig
@@ -92,8 +94,89 @@ def test_sharded_bin_index_loads_every_shard(tmp_path):
     torch.save({"b": torch.zeros(2)}, folder / "pytorch_model-00002-of-00002.bin")
     (folder / "pytorch_model.bin.index.json").write_text(
         '{"weight_map": {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}}')
-    state = encoder.load_bin_state_dict(resolve_weights(ModelConfig(name_or_path=str(folder))).path)
+    state = encoder.bin_state_dict(resolve_weights(ModelConfig(name_or_path=str(folder))))
     assert sorted(state) == ["a", "b"] and state["b"].shape == (2,)
+
+
+def sharded_model(folder: Path, weights: str) -> tuple[Path, BertForMaskedLM]:
+    """The tiny BERT saved in several shards with their index: ``safetensors`` as transformers shards it,
+    ``bin`` the same shards written with torch.save and a ``pytorch_model.bin.index.json``."""
+    folder, model = fake_model(folder, "safetensors")
+    (folder / "model.safetensors").unlink()
+    model.save_pretrained(folder, max_shard_size="20KB")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) >= 3  # really sharded
+    if weights == "bin":
+        rename = {f: f.replace("model", "pytorch_model").replace(".safetensors", ".bin")
+                  for f in set(index["weight_map"].values())}
+        for old, new in rename.items():
+            torch.save(load_file(str(folder / old)), folder / new)
+            (folder / old).unlink()
+        index["weight_map"] = {k: rename[v] for k, v in index["weight_map"].items()}
+        (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+        (folder / "model.safetensors.index.json").unlink()
+    return folder, model
+
+
+@pytest.mark.parametrize("weights", ["bin", "safetensors"])
+def test_a_sharded_checkpoint_resolves_and_loads_every_shard(tmp_path, weights, monkeypatch):
+    monkeypatch.setattr(encoder, "_said_bin", set())
+    folder, model = sharded_model(tmp_path / "m", weights)
+    resolved = resolve_weights(ModelConfig(name_or_path=str(folder)))
+    index = json.loads(resolved.path.read_text())
+    assert resolved.kind == weights and resolved.path.name.endswith(".index.json")
+    assert resolved.files == tuple(folder / f for f in sorted(set(index["weight_map"].values())))
+    loaded = load_encoder(ModelConfig(name_or_path=str(folder)), TINY["vocab_size"])
+    for name, tensor in model.bert.state_dict().items():
+        if not name.startswith("pooler"):
+            assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize("weights", ["bin", "safetensors"])
+def test_a_missing_shard_is_named_by_resolve_and_the_preflight(tmp_path, weights):
+    from road_repro.config import ProfileConfig
+    from road_repro.experiments.preflight import Needs, weights_problems
+
+    folder, _ = sharded_model(tmp_path / "m", weights)
+    shard = resolve_weights(ModelConfig(name_or_path=str(folder))).files[1]
+    shard.unlink()
+    with pytest.raises(ConfigError, match=rf"m' \(revision main\): shard {shard.name} named by .*index.json is not in "
+                                          "the folder; download the whole checkpoint"):
+        resolve_weights(ModelConfig(name_or_path=str(folder)))
+    profile = ProfileConfig(name="t", models={"large": ModelConfig(name_or_path=str(folder))})
+    problems = weights_problems(profile, Needs(models={"large"}))
+    assert len(problems) == 1 and problems[0].startswith("models.large: ") and shard.name in problems[0]
+
+
+def test_hub_shards_are_looked_up_at_the_index_revision_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    """Offline with a cache that holds the index but not every shard: the preflight names the shard."""
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {"a": "s-1.bin", "b": "s-2.bin"}}))
+    cached = {"pytorch_model.bin.index.json", "s-1.bin"}
+    seen = []
+
+    def lookup(name, filename, **kwargs):
+        seen.append((filename, kwargs["revision"], kwargs["local_files_only"]))
+        return str(tmp_path / filename) if filename in cached else None
+
+    monkeypatch.setattr(encoder, "cached_file", lookup)
+    cfg = ModelConfig(name_or_path="org/sharded", revision="abc123")
+    with pytest.raises(ConfigError, match=r"sharded' \(revision abc123\): shard s-2.bin named by "
+                                          r"pytorch_model.bin.index.json is not in the local Hugging Face cache"):
+        resolve_weights(cfg, local_files_only=True)
+    assert seen[-2:] == [("s-1.bin", "abc123", True), ("s-2.bin", "abc123", True)]
+    cached.add("s-2.bin")
+    assert resolve_weights(cfg, local_files_only=True).files == (tmp_path / "s-1.bin", tmp_path / "s-2.bin")
+
+
+@pytest.mark.parametrize("text, why", [("{", "not a shard index"), ('{"metadata": {}}', "not a shard index"),
+                                       ('{"weight_map": {}}', "must name shard files"),
+                                       ('{"weight_map": {"a": "../x.bin"}}', "must name shard files beside it")])
+def test_a_broken_shard_index_is_named(tmp_path, text, why):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "pytorch_model.bin.index.json").write_text(text)
+    with pytest.raises(ConfigError, match=rf"pytorch_model.bin.index.json: (its weight_map )?{why}"):
+        resolve_weights(ModelConfig(name_or_path=str(folder)))
 
 
 def test_offline_hub_id_without_cached_weights_names_what_is_missing(monkeypatch):

@@ -61,3 +61,6 @@ def test_page_shows_the_test_per_claim(tmp_path: Path) -> None:
     t3 = (folder / "report" / "table3.html").read_text()
     assert t3.count('class="conflict"') == 4 and "its own table shows +0.3" in t3  # both readings, flagged
     assert "Both readings of ALBERT are claims below" in t3
+    # 'not worse' is one-sided (lower end above -d), not the two-sided +-d of 'about equal'
+    assert "−0.15 (one-sided: interval&#39;s lower end above it)" in t3 and "±0.15" not in t3
+    assert "±0.07 (two-sided: interval within it)" in page and "0 (beats: interval above 0)" in page

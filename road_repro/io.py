@@ -17,8 +17,10 @@ Who writes under torchrun -- the one rule (docs/distributed.md, "Who writes what
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -39,9 +41,11 @@ def atomic_write(path: Path, write: Callable[[Path], None], *, all_ranks: bool =
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode open() would (group-readable results)
-    os.close(fd)
     try:
+        try:  # mkstemp makes 0600: give the mode open() would (group-readable results)
+            os.fchmod(fd, 0o666 & ~process_umask())
+        finally:
+            os.close(fd)
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -67,8 +71,18 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame, *, all_ranks: bool = False
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False), all_ranks=all_ranks)
 
 
-def _umask() -> int:
-    """The process umask (read by setting it, so it is set back at once; 0o022 in the meantime)."""
+@functools.cache
+def process_umask() -> int:
+    """The process umask, read once and cached: from ``/proc/self/status`` where the kernel shows it (Linux),
+    else by setting it and setting it back, once. Writers never change it, so a thread that creates a file
+    while another one writes gets the umask it expects. (A program that changes its umask later calls
+    ``process_umask.cache_clear()``.)"""
+    try:
+        found = re.search(r"^Umask:\s*([0-7]+)$", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    if found:
+        return int(found.group(1), 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -180,8 +180,10 @@ def check_tables(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[
             blocked = folder_problems(run_folders(output_dir, runs_dir, prof.name)) if output_dir is not None else []
             for problem in blocked:
                 found.setdefault(problem, []).append(table)
-            if not blocked:  # the shared Experiment creates its runs folder
-                preflight(spec, experiments.get(prof))
+            # The shared Experiment creates its runs folder: with a folder blocked, the other checks go through a
+            # dry one (it creates nothing), so that they are reported now too and not after the folder is fixed.
+            preflight(spec, Experiment(prof, experiments.runs_dir, progress=False, dry=True) if blocked
+                      else experiments.get(prof))
         except ConfigProblems as exc:
             for problem in exc.problems:
                 found.setdefault(problem, []).append(table)

@@ -38,6 +38,12 @@ class TrainingInterrupted(TrainingError):
     """SIGTERM arrived; the loop saved a checkpoint after the current step and stopped (rerun to resume)."""
 
 
+class RankFailed(RuntimeError):
+    """Under torchrun, another rank failed in a step every rank waits on (e.g. rank 0 writing a table's results);
+    the message names the rank, the step and its error. Not a :class:`RoadError`: it is never bad input, and
+    each rank shows its traceback (status 1) rather than leaving the saying to rank 0."""
+
+
 #: Exit statuses of the command line (see the module docstring).
 EXIT_BAD_INPUT = 2
 EXIT_TRAINING_STOPPED = 3

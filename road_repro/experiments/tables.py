@@ -27,8 +27,8 @@ from road_repro.errors import ConfigProblems, RoadError
 from road_repro.experiments.preflight import PreflightError, folder_problems, preflight, run_folders
 from road_repro.experiments.runs import Progress, Run, config_hash, provenance
 from road_repro.experiments.stages import Experiment
-from road_repro.io import atomic_write_csv, atomic_write_json
-from road_repro.train.distributed import barrier, is_main, world_size
+from road_repro.io import atomic_write_csv, atomic_write_json, shared_outcome
+from road_repro.train.distributed import is_main, world_size
 from road_repro.log import console
 from road_repro.train.objectives import Objective
 
@@ -295,19 +295,21 @@ def run_table(
     if log:
         log.info("[%s] %s at the %s scale: computing or reusing its stages", exp.store.context, spec.title, prof.name)
     frame = runner.compute()
-    atomic_write_csv(out / f"{table}.csv", frame)
-    summary = summarize(frame, spec)
-    atomic_write_csv(out / f"{table}_summary.csv", summary)
-    plot_table(frame, spec, prof, out / f"{table}.png")
-    atomic_write_csv(out / f"{table}_claims.csv", evaluate_claims(frame, spec))
-    atomic_write_json(out / f"{table}.json", {
-        "table": spec.table, "name": table, "title": spec.title, "profile": to_dict(prof),
-        "overrides": list(overrides), "seeds": prof.seeds, "evaluate": spec.evaluate, "metrics": spec.metrics,
-        "no_answer_baseline_f1": runner.no_answer_baselines(), "provenance": provenance(),
-        "seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "world_size": world_size(),
-    })
-    barrier()  # results: rank 0 wrote them (road_repro/io.py); no rank returns before they are on disk
+    # Rank 0 writes the results (road_repro/io.py); no rank returns before they are on disk, and if rank 0 fails
+    # writing them, every rank raises at once instead of waiting for it at a barrier.
+    with shared_outcome(f"writing the results of table {table}"):
+        atomic_write_csv(out / f"{table}.csv", frame)
+        summary = summarize(frame, spec)
+        atomic_write_csv(out / f"{table}_summary.csv", summary)
+        plot_table(frame, spec, prof, out / f"{table}.png")
+        atomic_write_csv(out / f"{table}_claims.csv", evaluate_claims(frame, spec))
+        atomic_write_json(out / f"{table}.json", {
+            "table": spec.table, "name": table, "title": spec.title, "profile": to_dict(prof),
+            "overrides": list(overrides), "seeds": prof.seeds, "evaluate": spec.evaluate, "metrics": spec.metrics,
+            "no_answer_baseline_f1": runner.no_answer_baselines(), "provenance": provenance(),
+            "seconds": round(time.time() - started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "world_size": world_size(),
+        })
     if log:
         log.info("[%s] done in %.1f s: %s", exp.store.context, time.time() - started, out / f"{table}.csv")
     return frame

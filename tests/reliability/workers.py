@@ -124,6 +124,53 @@ def hang_in_atomic_write(path: str, partial: str, written: Event) -> None:
     atomic_write(Path(path), write)
 
 
+def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
+    """Rank ``rank`` of two (gloo on the CPU): rank 0 fails while writing what the other rank waits for, either
+    ``"table"`` (a table's first CSV: ``run_table`` with the table's computation stubbed out) or ``"run"`` (a
+    stage's ``DONE`` marker). Each rank records its error and the time in ``<out>/rank<rank>.json``; rank 0
+    then lives on, as a notebook that caught the error would, until rank 1 has recorded (at most 60 s)."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    import road_repro.experiments.runs as runs
+    import road_repro.experiments.tables as tables
+    from road_repro.report import claims, plots, summary
+    from road_repro.train.distributed import init_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    init_distributed("cpu", timeout=timedelta(seconds=30))
+    root = Path(out)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        if rank == 0:
+            raise OSError(28, "No space left on device")
+
+    try:
+        if where == "table":
+            tables.TableRunner.compute = lambda self: pd.DataFrame(columns=tables.TIDY_COLUMNS)
+            tables.TableRunner.no_answer_baselines = lambda self: {}
+            summary.summarize = lambda frame, spec: frame
+            plots.plot_table = lambda *args: None
+            claims.evaluate_claims = lambda frame, spec: frame
+            tables.atomic_write_csv = disk_full
+            tables.run_table("table5", "smoke", output_dir=root / "results", progress=False)
+        else:
+            real = runs.atomic_write_json
+            runs.atomic_write_json = lambda path, obj: disk_full() if path.name == "DONE" else real(path, obj)
+            runs.RunStore(root / "runs").run("finetune", {"seed": 1}, lambda path: {"f1": 1.0})
+        error = None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    (root / f"rank{rank}.json").write_text(json.dumps({"error": error, "time": time.time()}))
+    if rank == 0:
+        deadline = time.time() + 60
+        while not (root / "rank1.json").exists() and time.time() < deadline:
+            time.sleep(0.1)
+    os._exit(ERROR_EXIT if error else 0)  # no process-group teardown: a peer may be gone
+
+
 if __name__ == "__main__":
     run_stage(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 

@@ -31,7 +31,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingError, TrainingInterrupted, exit_status
-from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
+from road_repro.experiments.planning import plan_text
+from road_repro.experiments.session import SharedExperiments
+from road_repro.experiments.tables import check_tables, plan_tables, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
 __all__ = ["EXIT_BAD_INPUT", "main"]

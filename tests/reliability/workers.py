@@ -133,6 +133,7 @@ def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
 
     import pandas as pd
 
+    import road_repro.experiments.rows as rows
     import road_repro.experiments.runs as runs
     import road_repro.experiments.tables as tables
     from road_repro.report import claims, plots, summary
@@ -149,8 +150,8 @@ def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
 
     try:
         if where == "table":
-            tables.TableRunner.compute = lambda self: pd.DataFrame(columns=tables.TIDY_COLUMNS)
-            tables.TableRunner.no_answer_baselines = lambda self: {}
+            rows.TableRunner.compute = lambda self: pd.DataFrame(columns=rows.TIDY_COLUMNS)
+            rows.TableRunner.no_answer_baselines = lambda self: {}
             summary.summarize = lambda frame, spec: frame
             plots.plot_table = lambda *args: None
             claims.evaluate_claims = lambda frame, spec: frame

@@ -35,7 +35,8 @@ class TrainingError(RoadError, RuntimeError):
 
 
 class TrainingInterrupted(TrainingError):
-    """SIGTERM arrived; the loop saved a checkpoint after the current step and stopped (rerun to resume)."""
+    """SIGTERM arrived: during training the loop saved a checkpoint after the current step and stopped; elsewhere
+    the work in progress stopped (:mod:`road_repro.experiments.interrupt`). Rerun to resume."""
 
 
 class RankFailed(RuntimeError):

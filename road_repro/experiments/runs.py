@@ -25,6 +25,7 @@ import torch
 from filelock import FileLock
 
 from road_repro import __version__
+from road_repro.experiments.interrupt import doing, sigterm_held
 from road_repro.io import atomic_write_json, shared_outcome
 from road_repro.log import logger
 from road_repro.models.encoder import loaded_commits
@@ -256,8 +257,10 @@ class RunStore:
                         "kind": kind, "config": config, "provenance": provenance(), "data_sources": sources,
                         "runtime": self.runtime() if self.runtime else None,
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            metrics = fn(path)
-            with shared_outcome(f"finishing the run {run_id}"):  # rank 0 writes; the others wait for DONE
+            with doing(f"computing {run_id}" + (f" ({self.context})" if self.context else "")):
+                metrics = fn(path)
+            # rank 0 writes, the others wait for DONE; a SIGTERM waits too, so that checkpoints go only with a DONE
+            with sigterm_held(), shared_outcome(f"finishing the run {run_id}"):
                 if main:
                     atomic_write_json(path / "metrics.json", metrics)
                     shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)

@@ -20,8 +20,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from road_repro.config import ProfileConfig, load_profile, load_table_spec, parse_overrides, to_dict
+from road_repro.config import ProfileConfig, TableSpec, load_profile, load_table_spec, parse_overrides, to_dict
 from road_repro.errors import ConfigProblems, RoadError
+from road_repro.experiments.interrupt import doing, sigterm_stops
 from road_repro.experiments.planning import PlanningExperiment, build_plan
 from road_repro.experiments.preflight import PreflightError, folder_problems, preflight, run_folders
 from road_repro.experiments.rows import TableRunner
@@ -128,10 +129,6 @@ def run_table(
     shared Experiments (:class:`SharedExperiments`, on the same runs folder), so several tables load each
     split once. Under torchrun rank 0 writes the table's files and every rank returns once they are written.
     """
-    from road_repro.report.claims import evaluate_claims
-    from road_repro.report.plots import plot_table
-    from road_repro.report.summary import summarize
-
     overrides = parse_overrides(overrides)
     spec = load_table_spec(table)
     prof = resolve_profile(profile, overrides, spec, seeds)
@@ -144,6 +141,17 @@ def run_table(
     exp = experiments.get(prof)
     exp.store.context = f"{table} {prof.name}"
     exp.store.progress = _progress(output_dir, prof)
+    with sigterm_stops(), doing(f"computing table {table} at the {prof.name} scale"):
+        return _compute_and_write(exp, spec, table, prof, overrides, out)
+
+
+def _compute_and_write(exp: Experiment, spec: TableSpec, table: str, prof: ProfileConfig, overrides: list[str],
+                       out: Path) -> pd.DataFrame:
+    """Compute the table's stages with ``exp`` and write its files into ``out`` (see :func:`run_table`)."""
+    from road_repro.report.claims import evaluate_claims
+    from road_repro.report.plots import plot_table
+    from road_repro.report.summary import summarize
+
     runner = TableRunner(exp, spec)
     started = time.time()
     log = console() if is_main() else None  # one console line per table, not one per rank
@@ -152,7 +160,7 @@ def run_table(
     frame = runner.compute()
     # Rank 0 writes the results (road_repro/io.py); no rank returns before they are on disk, and if rank 0 fails
     # writing them, every rank raises at once instead of waiting for it at a barrier.
-    with shared_outcome(f"writing the results of table {table}"):
+    with doing(f"writing the results of table {table}"), shared_outcome(f"writing the results of table {table}"):
         atomic_write_csv(out / f"{table}.csv", frame)
         summary = summarize(frame, spec)
         atomic_write_csv(out / f"{table}_summary.csv", summary)

@@ -172,6 +172,34 @@ def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
     os._exit(ERROR_EXIT if error else 0)  # no process-group teardown: a peer may be gone
 
 
+def sigterm_while_writing_a_stage(out: str) -> None:
+    """``python -m road_repro.experiments table5`` in this process, its table stubbed to one stage whose artifact
+    gets SIGTERM half-way through being written (as a preempted job stopped while writing soft targets; the
+    preflight is skipped). Records the command's status and stderr in ``<out>/result.json``."""
+    import contextlib
+    import io
+    import signal
+
+    import road_repro.experiments.rows as rows
+    from road_repro.experiments import __main__ as cli
+
+    def half_then_sigterm(tmp: Path) -> None:
+        tmp.write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+    def compute(self: rows.TableRunner) -> None:
+        self.exp.store.run("soft_targets", {"teacher": 1},
+                           lambda path: atomic_write(path / "soft_targets.safetensors", half_then_sigterm) and {})
+
+    rows.TableRunner.compute = compute
+    cli.check_tables = lambda *args, **kwargs: None
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        status = cli.main(["table5", "--output-dir", str(Path(out) / "results"), "--no-progress"])
+    (Path(out) / "result.json").write_text(json.dumps({"status": status, "stderr": stderr.getvalue()}))
+
+
 if __name__ == "__main__":
     run_stage(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 

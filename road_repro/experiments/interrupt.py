@@ -17,6 +17,7 @@ its checkpoints and its ``DONE`` marker).
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -52,13 +53,19 @@ def interrupted() -> TrainingInterrupted:
 @contextmanager
 def sigterm_stops() -> Iterator[None]:
     """Within the block, SIGTERM raises :func:`interrupted` (once). In a thread other than the main one, where
-    Python cannot set signal handlers, the block runs unchanged."""
+    Python cannot set signal handlers, the block runs unchanged; a process forked meanwhile, which inherits the
+    handler, still dies of SIGTERM (a worker pool is stopped that way)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _state["raised"] = False
+    owner = os.getpid()
 
     def stop(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked worker (e.g. of a parallel feature build): die as it would have
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         if _state["raised"]:
             return  # the first one is unwinding: let its clean-up finish
         if _state["held"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from multiprocessing.context import ForkServerContext
 
 import pytest
@@ -48,3 +49,19 @@ def test_a_held_sigterm_waits_for_the_end_of_the_block():
             steps.append("DONE")
     assert steps == ["metrics", "DONE"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+
+
+def test_a_forked_worker_still_dies_of_sigterm():
+    """A pool of forked workers (``datasets.map(num_proc=...)`` building features) is stopped with SIGTERM: the
+    inherited handler must not turn that into an exception running on in the worker."""
+    with sigterm_stops():
+        pid = os.fork()
+        if pid == 0:  # the worker
+            try:
+                time.sleep(30)
+            finally:
+                os._exit(0)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

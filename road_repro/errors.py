@@ -35,7 +35,14 @@ class TrainingError(RoadError, RuntimeError):
 
 
 class TrainingInterrupted(TrainingError):
-    """SIGTERM arrived; the loop saved a checkpoint after the current step and stopped (rerun to resume)."""
+    """SIGTERM arrived: during training the loop saved a checkpoint after the current step and stopped; elsewhere
+    the work in progress stopped (:mod:`road_repro.experiments.interrupt`). Rerun to resume."""
+
+
+class RankFailed(RuntimeError):
+    """Under torchrun, another rank failed in a step every rank waits on (e.g. rank 0 writing a table's results);
+    the message names the rank, the step and its error. Not a :class:`RoadError`: it is never bad input, and
+    each rank shows its traceback (status 1) rather than leaving the saying to rank 0."""
 
 
 #: Exit statuses of the command line (see the module docstring).

@@ -18,7 +18,8 @@ planned ids and a note); it writes ``<output-dir>/<profile>/plan.json``. ``--pla
 after the full preflight (which may download), as ``make reproduce-all`` does before it runs the tables.
 A ``ConfigError`` or ``DataError`` prints one line per problem
 (naming the file and row or the setting) and exits with status 2; a loop stopped by SIGTERM prints where its
-checkpoint is and exits with 143, a NaN loss or other training failure with 3 (:mod:`road_repro.errors`);
+checkpoint is and exits with 143 (stopped elsewhere, it says what it stopped),
+a NaN loss or other training failure with 3 (:mod:`road_repro.errors`);
 ``--debug`` or ``ROAD_DEBUG=1`` shows the traceback too, with the same status. Any other exception keeps its
 traceback (status 1).
 """
@@ -33,14 +34,24 @@ from datetime import timedelta
 from pathlib import Path
 
 from road_repro.errors import EXIT_BAD_INPUT, RoadError, TrainingError, TrainingInterrupted, exit_status
+from road_repro.experiments.interrupt import doing, sigterm_stops
 from road_repro.experiments.launch import env_nproc, needs_torchrun, run_argv, torchrun_argv
-from road_repro.experiments.tables import SharedExperiments, check_tables, plan_tables, plan_text, run_table
+from road_repro.experiments.planning import plan_text
+from road_repro.experiments.session import SharedExperiments
+from road_repro.experiments.tables import check_tables, plan_tables, run_table
 from road_repro.train.distributed import cleanup, init_distributed
 
 __all__ = ["EXIT_BAD_INPUT", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a SIGTERM outside training steps too ends it with one line saying what it stopped, status
+    143 (:mod:`road_repro.experiments.interrupt`)."""
+    with sigterm_stops():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tables", nargs="+", metavar="TABLE", help="specs under ablations/, e.g. table5")
     parser.add_argument("--profile", default="smoke")
@@ -79,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         # One Experiment for every table (per resolved profile): each split is loaded once, by the preflight.
         experiments = SharedExperiments(Path(args.runs_dir) if args.runs_dir else Path(args.output_dir) / "runs",
                                         progress=not args.no_progress)
-        check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir,
-                     experiments=experiments)
+        with doing("checking the tables before anything trains (the preflight)"):
+            check_tables(args.tables, args.profile, args.seeds, args.override, args.output_dir, args.runs_dir,
+                         experiments=experiments)
         if args.preflight:
             print(f"preflight: {', '.join(args.tables)} at {args.profile}: "
                   "settings, device, models, data and folders are fine")

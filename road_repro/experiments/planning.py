@@ -65,9 +65,10 @@ from road_repro.experiments.preflight import (
     table_needs,
     table_problems,
 )
+from road_repro.experiments.rows import TableRunner
 from road_repro.experiments.runs import PlannedStage, Run, config_hash
+from road_repro.experiments.session import SharedExperiments, resolve_profile
 from road_repro.experiments.stages import Experiment, mtl_task
-from road_repro.experiments.tables import SharedExperiments, TableRunner, _profile
 from road_repro.experiments.tasks import Split
 from road_repro.io import atomic_write_json
 from road_repro.models.encoder import TINY_PRESETS, load_model_config, load_tokenizer
@@ -555,7 +556,7 @@ def build_plan(tables: Sequence[str], profile: str = "smoke", seeds: Sequence[in
         exp: PlanningExperiment | None = None
         try:
             spec = load_table_spec(table)
-            exp = experiments.get(_profile(profile, overrides, spec, seeds))
+            exp = experiments.get(resolve_profile(profile, overrides, spec, seeds))
             exp.store.context = table
             if offline:
                 local_preflight(spec, exp)

@@ -25,11 +25,12 @@ import torch
 from filelock import FileLock
 
 from road_repro import __version__
-from road_repro.io import atomic_write_json
+from road_repro.experiments.interrupt import doing, sigterm_held
+from road_repro.io import atomic_write_json, shared_outcome
 from road_repro.log import logger
 from road_repro.models.encoder import loaded_commits
 from road_repro.train.checkpoint import sha256_file
-from road_repro.train.distributed import barrier, broadcast_object, is_main, world_size
+from road_repro.train.distributed import broadcast_object, is_main, world_size
 from road_repro.train.loop import resolve_precision
 
 CHECKPOINTS = "checkpoints"
@@ -235,33 +236,37 @@ class RunStore:
         if main:
             lock.acquire()
         try:
-            stale = self._stale(path, config) if main else None
+            with shared_outcome(f"checking the cached run {run_id}"):
+                stale = self._stale(path, config) if main else None
             if broadcast_object(stale is None if main else None):
                 if main:
                     self._say("%s %s: cached", kind, run_id)
                 return self._read(run_id, path, config)
             started = time.time()
-            if main:
-                resumable = (path / CHECKPOINTS).is_dir()
-                self._say("%s %s: computing%s", kind, run_id, "" if stale == "not computed yet" else
-                          f" again: {stale}" + ("; resuming from its checkpoints" if resumable else ""))
-                if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
-                    for child in path.iterdir():
-                        if child.name not in KEEP_TO_RESUME and not child.name.startswith("train_log"):
-                            shutil.rmtree(child) if child.is_dir() else child.unlink()
-                path.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(path / "config.json", {"kind": kind, "config": config, "provenance": provenance(),
-                                                         "data_sources": sources,
-                                                         "runtime": self.runtime() if self.runtime else None,
-                                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            barrier()
-            metrics = fn(path)
-            if main:
-                atomic_write_json(path / "metrics.json", metrics)
-                shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
-                atomic_write_json(path / "DONE", {"config_hash": config_hash(config), "files": _artifact_sums(path)})
-                self._say("%s %s: done in %.1f s", kind, run_id, time.time() - started)
-            barrier()
+            with shared_outcome(f"starting the run {run_id}"):  # rank 0 writes; the others wait for config.json
+                if main:
+                    resumable = (path / CHECKPOINTS).is_dir()
+                    self._say("%s %s: computing%s", kind, run_id, "" if stale == "not computed yet" else
+                              f" again: {stale}" + ("; resuming from its checkpoints" if resumable else ""))
+                    if path.exists():  # killed, torn or stale: start clean, but keep checkpoints to resume from
+                        for child in path.iterdir():
+                            if child.name not in KEEP_TO_RESUME and not child.name.startswith("train_log"):
+                                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                    path.mkdir(parents=True, exist_ok=True)
+                    atomic_write_json(path / "config.json", {
+                        "kind": kind, "config": config, "provenance": provenance(), "data_sources": sources,
+                        "runtime": self.runtime() if self.runtime else None,
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            with doing(f"computing {run_id}" + (f" ({self.context})" if self.context else "")):
+                metrics = fn(path)
+            # rank 0 writes, the others wait for DONE; a SIGTERM waits too, so that checkpoints go only with a DONE
+            with sigterm_held(), shared_outcome(f"finishing the run {run_id}"):
+                if main:
+                    atomic_write_json(path / "metrics.json", metrics)
+                    shutil.rmtree(path / CHECKPOINTS, ignore_errors=True)
+                    atomic_write_json(path / "DONE", {"config_hash": config_hash(config),
+                                                      "files": _artifact_sums(path)})
+                    self._say("%s %s: done in %.1f s", kind, run_id, time.time() - started)
             return Run(run_id, path, config, metrics)
         finally:
             if main:

@@ -28,7 +28,7 @@ from road_repro.errors import (
 from road_repro.experiments import __main__ as cli
 from road_repro.experiments.preflight import PreflightError, folder_problems, run_folders
 from road_repro.experiments.tables import check_tables, run_table
-from road_repro.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from road_repro.io import atomic_write_csv, atomic_write_json, atomic_write_text, process_umask
 from road_repro.train.checkpoint import complete_checkpoints
 from road_repro.train.loop import Pass, train
 from road_repro.train.objectives import Objective, pass_losses
@@ -301,6 +301,7 @@ def test_results_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
     import pandas as pd
 
     previous = os.umask(umask)
+    process_umask.cache_clear()  # the writers read the umask once: this test changes it
     try:
         paths = [atomic_write_text(tmp_path / "a.txt", "x"), atomic_write_json(tmp_path / "b.json", {"a": 1}),
                  atomic_write_csv(tmp_path / "c.csv", pd.DataFrame({"a": [1]}))]
@@ -309,6 +310,7 @@ def test_results_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
         assert os.umask(umask) == umask  # the writers left the umask as it was
     finally:
         os.umask(previous)
+        process_umask.cache_clear()
     plain = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
     assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {plain} == {mode}
 

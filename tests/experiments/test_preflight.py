@@ -124,3 +124,16 @@ def test_any_mutation_gives_a_clean_start_or_one_config_error(key, value):
         check_tables(["table5"], "smoke", overrides=[f"{key}={value}"])
     except RoadError as exc:
         assert str(exc).strip()
+
+
+def test_a_blocked_output_folder_does_not_hide_the_tables_other_problems(tmp_path):
+    """Before, a blocked folder skipped the table's model and data checks: the second problem surfaced only after
+    the folder was fixed. Now both come in one report, and nothing is created."""
+    blocker = tmp_path / "out"
+    blocker.write_text("not a folder")
+    with pytest.raises(PreflightError) as err:
+        check_tables(["table4", "table5"], "smoke", overrides=["tasks.qqp.train.dataset=qqpp"], output_dir=blocker)
+    problems = err.value.problems
+    assert any(f"{blocker} is not a folder" in p and p.startswith("table4, table5: ") for p in problems)
+    assert any("tasks.qqp.train: unknown dataset 'qqpp'" in p and p.startswith("table4: ") for p in problems)
+    assert blocker.read_text() == "not a folder"

@@ -124,6 +124,82 @@ def hang_in_atomic_write(path: str, partial: str, written: Event) -> None:
     atomic_write(Path(path), write)
 
 
+def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
+    """Rank ``rank`` of two (gloo on the CPU): rank 0 fails while writing what the other rank waits for, either
+    ``"table"`` (a table's first CSV: ``run_table`` with the table's computation stubbed out) or ``"run"`` (a
+    stage's ``DONE`` marker). Each rank records its error and the time in ``<out>/rank<rank>.json``; rank 0
+    then lives on, as a notebook that caught the error would, until rank 1 has recorded (at most 60 s)."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    import road_repro.experiments.rows as rows
+    import road_repro.experiments.runs as runs
+    import road_repro.experiments.tables as tables
+    from road_repro.report import claims, plots, summary
+    from road_repro.train.distributed import init_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    init_distributed("cpu", timeout=timedelta(seconds=30))
+    root = Path(out)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        if rank == 0:
+            raise OSError(28, "No space left on device")
+
+    try:
+        if where == "table":
+            rows.TableRunner.compute = lambda self: pd.DataFrame(columns=rows.TIDY_COLUMNS)
+            rows.TableRunner.no_answer_baselines = lambda self: {}
+            summary.summarize = lambda frame, spec: frame
+            plots.plot_table = lambda *args: None
+            claims.evaluate_claims = lambda frame, spec: frame
+            tables.atomic_write_csv = disk_full
+            tables.run_table("table5", "smoke", output_dir=root / "results", progress=False)
+        else:
+            real = runs.atomic_write_json
+            runs.atomic_write_json = lambda path, obj: disk_full() if path.name == "DONE" else real(path, obj)
+            runs.RunStore(root / "runs").run("finetune", {"seed": 1}, lambda path: {"f1": 1.0})
+        error = None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    (root / f"rank{rank}.json").write_text(json.dumps({"error": error, "time": time.time()}))
+    if rank == 0:
+        deadline = time.time() + 60
+        while not (root / "rank1.json").exists() and time.time() < deadline:
+            time.sleep(0.1)
+    os._exit(ERROR_EXIT if error else 0)  # no process-group teardown: a peer may be gone
+
+
+def sigterm_while_writing_a_stage(out: str) -> None:
+    """``python -m road_repro.experiments table5`` in this process, its table stubbed to one stage whose artifact
+    gets SIGTERM half-way through being written (as a preempted job stopped while writing soft targets; the
+    preflight is skipped). Records the command's status and stderr in ``<out>/result.json``."""
+    import contextlib
+    import io
+    import signal
+
+    import road_repro.experiments.rows as rows
+    from road_repro.experiments import __main__ as cli
+
+    def half_then_sigterm(tmp: Path) -> None:
+        tmp.write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+    def compute(self: rows.TableRunner) -> None:
+        self.exp.store.run("soft_targets", {"teacher": 1},
+                           lambda path: atomic_write(path / "soft_targets.safetensors", half_then_sigterm) and {})
+
+    rows.TableRunner.compute = compute
+    cli.check_tables = lambda *args, **kwargs: None
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        status = cli.main(["table5", "--output-dir", str(Path(out) / "results"), "--no-progress"])
+    (Path(out) / "result.json").write_text(json.dumps({"status": status, "stderr": stderr.getvalue()}))
+
+
 if __name__ == "__main__":
     run_stage(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 

@@ -65,14 +65,29 @@ def check_labels(logits: Tensor, labels: Tensor) -> None:
         )
 
 
-def check_mask(logits: Tensor, mask: Tensor | None) -> None:
-    """Raise ConfigError unless ``mask`` is None or a ``[B, C]`` mask like ``logits`` with a real position per row."""
+def check_mask(logits: Tensor, mask: Tensor | None, labels: Tensor | None = None) -> None:
+    """Raise ConfigError unless ``mask`` is None or a ``[B, C]`` mask like ``logits`` with a real position per row
+    and, given ``labels`` (class indices ``[B]``), every label on a real position.
+
+    A label on a masked (padding) position would be scored against a logit set to the dtype's most negative
+    value: a finite loss of ~1e38 instead of an error, so it is refused here, naming the first such row.
+    """
     if mask is None:
         return
     if mask.shape != logits.shape:
         raise ConfigError(f"mask shape {tuple(mask.shape)} differs from logits shape {tuple(logits.shape)}")
-    if mask.numel() and not bool((mask != 0).any(-1).all()):
+    real = mask.to(logits.device) != 0
+    if mask.numel() and not bool(real.any(-1).all()):
         raise ConfigError("mask has a row without a real (non-padding) position")
+    if labels is not None and labels.numel():
+        check_labels(logits, labels)
+        on_padding = ~real.gather(-1, labels.to(real.device).long().unsqueeze(-1)).squeeze(-1)
+        if bool(on_padding.any()):
+            row = int(on_padding.nonzero()[0, 0])
+            raise ConfigError(
+                f"label {int(labels[row])} of row {row} falls on a padding position (attention_mask 0 there, "
+                f"{int(real[row].sum())} real positions): a span label must point into the window's real tokens"
+            )
 
 
 def mask_padding(logits: Tensor, mask: Tensor | None) -> Tensor:
@@ -89,7 +104,7 @@ def cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0, 
     torch's label smoothing is ``(1 - eps) * nll + eps * mean_c(-log p_c)`` over all ``C`` classes; with a
     mask the mean runs over each row's real positions, so padding adds nothing.
     """
-    check_mask(logits, mask)
+    check_mask(logits, mask, labels)
     if mask is None or label_smoothing == 0.0:
         return F.cross_entropy(mask_padding(logits, mask), labels, label_smoothing=label_smoothing)
     real = (mask.to(logits.device) != 0).to(logits.dtype)

@@ -47,7 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
 from road_repro.log import progress as tqdm
-from road_repro.models.model import set_activation_checkpointing
+from road_repro.models.model import activation_checkpointing_during
 from road_repro.train.checkpoint import complete_checkpoints, load_latest, save_checkpoint, set_rng_state
 from road_repro.train.distributed import (
     DistInfo,
@@ -328,15 +328,14 @@ def train(
     every rank and the returned log holds global (all-rank) means. Each rank's rows of a pass run as
     micro-batches of at most ``max_rows_per_device`` rows (0: as many as the GPU's memory holds, by
     :func:`~road_repro.train.memory.device_row_limit`; no limit on CPU); ``activation_checkpointing``
-    recomputes the encoder's layers in backward (:func:`~road_repro.models.model.set_activation_checkpointing`).
+    recomputes the encoder's layers in backward while this trains, and is switched back off when it returns
+    or fails (:func:`~road_repro.models.model.activation_checkpointing_during`).
     """
     info = init_distributed(device)
     device = info.device
     model.to(device)
     optimizer, scheduler = build_optimizer(model, optim, num_layers, total_steps)
     dtype = resolve_precision(precision, device)
-    if activation_checkpointing:
-        set_activation_checkpointing(model, True)
     row_limit = device_row_limit(max_rows_per_device, model, device, 4 if dtype is None else 2, activation_checkpointing)
     scaler = grad_scaler(dtype, device)
     result = TrainResult()
@@ -345,7 +344,8 @@ def train(
     runner.train()
     bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
                total=total_steps)
-    with stop_on_sigterm() as stop, open_train_log(train_log, start, info.is_main, result.log) as csv_log:
+    with activation_checkpointing_during(model, activation_checkpointing), stop_on_sigterm() as stop, \
+            open_train_log(train_log, start, info.is_main, result.log) as csv_log:
         for step in bar:
             passes = step_source(step)
             _check_passes(passes, step, info)

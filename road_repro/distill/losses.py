@@ -140,6 +140,29 @@ def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, ma
     return F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
 
 
+def kd_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float,
+    t2_scale: bool = False,
+    label_smoothing: float = 0.0,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The two terms of :func:`kd_loss`, each computed once and with gradients: the hard-label CE and the
+    soft-target KL (times ``T^2`` with ``t2_scale``), so a caller can log them and combine them without
+    recomputing either. Shapes and settings are checked before any compute."""
+    check_temperature(temperature)
+    check_label_smoothing(label_smoothing)
+    check_logits_pair(student_logits, teacher_logits, "teacher_logits")
+    check_labels(student_logits, labels)
+    ce = cross_entropy(student_logits, labels, label_smoothing, mask)
+    kl = kd_kl(student_logits, teacher_logits, temperature, mask)
+    if t2_scale:
+        kl = kl * temperature * temperature
+    return ce, kl
+
+
 def kd_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -155,15 +178,8 @@ def kd_loss(
     ``t2_scale`` multiplies the KL term by ``T^2`` (Hinton et al.: keeps soft-target gradients the same
     size as ``T`` changes); ``label_smoothing`` goes to the hard-label CE term (paper Table 3).
     ``mask``: real positions of span logits (see the module docstring). All settings and shapes are checked
-    before any compute.
+    before any compute (:func:`kd_terms`).
     """
     check_lam(lam)
-    check_temperature(temperature)
-    check_label_smoothing(label_smoothing)
-    check_logits_pair(student_logits, teacher_logits, "teacher_logits")
-    check_labels(student_logits, labels)
-    ce = cross_entropy(student_logits, labels, label_smoothing, mask)
-    kl = kd_kl(student_logits, teacher_logits, temperature, mask)
-    if t2_scale:
-        kl = kl * temperature * temperature
+    ce, kl = kd_terms(student_logits, teacher_logits, labels, temperature, t2_scale, label_smoothing, mask)
     return (1.0 - lam) * ce + lam * kl

@@ -35,6 +35,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,8 @@ class TrainResult:
 
     log: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    #: Seconds spent training the logged steps, over every attempt (carried in checkpoints: ``elapsed_s``).
+    elapsed_s: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,7 +151,7 @@ def forward(model: nn.Module, batch: dict[str, Tensor], head: str, **kwargs) -> 
 
 def _trainer_state(optimizer, scheduler, scaler, result: TrainResult) -> dict:
     return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "log": result.log}
+            "scaler": scaler.state_dict(), "log": result.log, "elapsed_s": result.elapsed_s}
 
 
 def _seed_this_rank(info: DistInfo) -> None:
@@ -173,7 +176,8 @@ def _set_torch_rng(state: dict[str, Tensor], device: torch.device) -> None:
 
 def _resume(checkpoint_dir: Path | None, model: nn.Module, optimizer, scheduler, scaler, result: TrainResult,
             info: DistInfo) -> int:
-    """Load the newest complete checkpoint (model, optimizer, scheduler, scaler, RNG, log); the step to start at."""
+    """Load the newest complete checkpoint (model, optimizer, scheduler, scaler, RNG, log, elapsed seconds); the
+    step to start at."""
     state = load_latest(checkpoint_dir, model) if checkpoint_dir is not None else None
     start = int(state["step"]) if state is not None else 0
     if not same_on_all_ranks(start):
@@ -192,6 +196,7 @@ def _resume(checkpoint_dir: Path | None, model: nn.Module, optimizer, scheduler,
     else:  # written by a single process, or by another number of ranks: fork rank 0's stream
         _seed_this_rank(info)
     result.log = list(state["log"])
+    result.elapsed_s = float(state.get("elapsed_s", 0.0))  # checkpoints written before it was kept: 0
     result.resumed_from = start
     return start
 
@@ -342,6 +347,7 @@ def train(
     start = _resume(checkpoint_dir, model, optimizer, scheduler, scaler, result, info)
     runner, ddp = _wrap(model, info, compile)
     runner.train()
+    clock = time.perf_counter() - result.elapsed_s  # elapsed_s counts on from the checkpoint's
     bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
                total=total_steps)
     with activation_checkpointing_during(model, activation_checkpointing), stop_on_sigterm() as stop, \
@@ -369,8 +375,10 @@ def train(
                 scheduler.step()
             row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
             result.log.append(row)
+            result.elapsed_s = time.perf_counter() - clock
             if csv_log is not None:
-                csv_log.write(row, [p.dataset for p in passes], sum(batch_rows(p.batch) for p in passes))
+                csv_log.write(row, [p.dataset for p in passes], sum(batch_rows(p.batch) for p in passes),
+                              result.elapsed_s)
             bar.set_postfix(loss=f"{sums['total']:.4f}")
             done = step + 1
             if checkpoint_dir is not None and (

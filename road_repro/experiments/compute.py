@@ -413,7 +413,9 @@ def fits_table(profile_name: str = "paper") -> str:
 # :class:`road_repro.data.batching.LengthGroupedBatches`) pad 4.8 %, length-sorted inference groups of 64 pad
 # 2.0 %, shuffled batches of 128 (an MTL pass at batch 512 / pass_step 4) run 2.72x the real tokens. They are
 # applied to every span dataset (an assumption for the others) and capped at ``max_seq_length``. Sentence pairs
-# are counted at ``max_pair_length`` (their lengths are not documented; an upper bound, as before).
+# are counted at ``max_pair_length``, real and computed alike: the loop pads them to their batch's longest, but
+# their lengths are not documented, so their cost is an upper bound and the padding share leaves them out (the
+# plan's header says so, docs/dry_run.md).
 
 #: Padded tokens / real tokens of span windows, by how their batches are formed (measured, see above).
 PADDING_FACTOR = {"grouped": 1.048, "sorted": 1.020, "shuffled": 2.72}

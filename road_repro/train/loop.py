@@ -337,9 +337,9 @@ def train(
     every rank and the returned log holds global (all-rank) means. Each rank's rows of a pass run as
     micro-batches of at most ``max_rows_per_device`` rows (0: as many as the GPU's memory holds, by
     :func:`~road_repro.train.memory.device_row_limit`, with the ``loss_fn``'s in-step teacher if it names one
-    (:data:`IN_STEP_TEACHER`); no limit on CPU); ``activation_checkpointing``
-    recomputes the encoder's layers in backward while this trains, and is switched back off when it returns
-    or fails (:func:`~road_repro.models.model.activation_checkpointing_during`).
+    (:data:`IN_STEP_TEACHER`); no limit on CPU); ``activation_checkpointing`` recomputes the encoder's layers
+    in backward while this trains, and is set back as it was when it returns or fails
+    (:func:`~road_repro.models.model.activation_checkpointing_during`).
     """
     info = init_distributed(device)
     device = info.device

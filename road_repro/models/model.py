@@ -99,7 +99,9 @@ def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
 def activation_checkpointing_enabled(model: nn.Module) -> bool:
     """Whether the encoder of ``model`` (or ``model`` itself) recomputes its layers in backward."""
     encoder = getattr(model, "encoder", model)
-    return bool(getattr(encoder, "is_activation_checkpointing", getattr(encoder, "is_gradient_checkpointing", False)))
+    name = "is_activation_checkpointing" if hasattr(encoder, "activation_checkpointing_enable") else \
+        "is_gradient_checkpointing"  # transformers before its rename (5.x)
+    return bool(getattr(encoder, name, False))
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ def annealed_targets(teacher_logits: Tensor, labels: Tensor, progress: float, ma
     if teacher_logits.dim() != 2:
         raise ConfigError(f"teacher_logits must have shape [B, C], got {tuple(teacher_logits.shape)}")
     check_labels(teacher_logits, labels)
-    check_mask(teacher_logits, mask)
+    check_mask(teacher_logits, mask, labels)
     teacher_probs = F.softmax(mask_padding(teacher_logits.detach(), mask), dim=-1)
     onehot = F.one_hot(labels, num_classes=teacher_logits.shape[-1]).to(teacher_probs.dtype)
     return progress * onehot + (1.0 - progress) * teacher_probs

@@ -65,14 +65,29 @@ def check_labels(logits: Tensor, labels: Tensor) -> None:
         )
 
 
-def check_mask(logits: Tensor, mask: Tensor | None) -> None:
-    """Raise ConfigError unless ``mask`` is None or a ``[B, C]`` mask like ``logits`` with a real position per row."""
+def check_mask(logits: Tensor, mask: Tensor | None, labels: Tensor | None = None) -> None:
+    """Raise ConfigError unless ``mask`` is None or a ``[B, C]`` mask like ``logits`` with a real position per row
+    and, given ``labels`` (class indices ``[B]``), every label on a real position.
+
+    A label on a masked (padding) position would be scored against a logit set to the dtype's most negative
+    value: a finite loss of ~1e38 instead of an error, so it is refused here, naming the first such row.
+    """
     if mask is None:
         return
     if mask.shape != logits.shape:
         raise ConfigError(f"mask shape {tuple(mask.shape)} differs from logits shape {tuple(logits.shape)}")
-    if mask.numel() and not bool((mask != 0).any(-1).all()):
+    real = mask.to(logits.device) != 0
+    if mask.numel() and not bool(real.any(-1).all()):
         raise ConfigError("mask has a row without a real (non-padding) position")
+    if labels is not None and labels.numel():
+        check_labels(logits, labels)
+        on_padding = ~real.gather(-1, labels.to(real.device).long().unsqueeze(-1)).squeeze(-1)
+        if bool(on_padding.any()):
+            row = int(on_padding.nonzero()[0, 0])
+            raise ConfigError(
+                f"label {int(labels[row])} of row {row} falls on a padding position (attention_mask 0 there, "
+                f"{int(real[row].sum())} real positions): a span label must point into the window's real tokens"
+            )
 
 
 def mask_padding(logits: Tensor, mask: Tensor | None) -> Tensor:
@@ -89,7 +104,7 @@ def cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0, 
     torch's label smoothing is ``(1 - eps) * nll + eps * mean_c(-log p_c)`` over all ``C`` classes; with a
     mask the mean runs over each row's real positions, so padding adds nothing.
     """
-    check_mask(logits, mask)
+    check_mask(logits, mask, labels)
     if mask is None or label_smoothing == 0.0:
         return F.cross_entropy(mask_padding(logits, mask), labels, label_smoothing=label_smoothing)
     real = (mask.to(logits.device) != 0).to(logits.dtype)
@@ -125,6 +140,29 @@ def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, ma
     return F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
 
 
+def kd_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float,
+    t2_scale: bool = False,
+    label_smoothing: float = 0.0,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The two terms of :func:`kd_loss`, each computed once and with gradients: the hard-label CE and the
+    soft-target KL (times ``T^2`` with ``t2_scale``), so a caller can log them and combine them without
+    recomputing either. Shapes and settings are checked before any compute."""
+    check_temperature(temperature)
+    check_label_smoothing(label_smoothing)
+    check_logits_pair(student_logits, teacher_logits, "teacher_logits")
+    check_labels(student_logits, labels)
+    ce = cross_entropy(student_logits, labels, label_smoothing, mask)
+    kl = kd_kl(student_logits, teacher_logits, temperature, mask)
+    if t2_scale:
+        kl = kl * temperature * temperature
+    return ce, kl
+
+
 def kd_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -140,15 +178,8 @@ def kd_loss(
     ``t2_scale`` multiplies the KL term by ``T^2`` (Hinton et al.: keeps soft-target gradients the same
     size as ``T`` changes); ``label_smoothing`` goes to the hard-label CE term (paper Table 3).
     ``mask``: real positions of span logits (see the module docstring). All settings and shapes are checked
-    before any compute.
+    before any compute (:func:`kd_terms`).
     """
     check_lam(lam)
-    check_temperature(temperature)
-    check_label_smoothing(label_smoothing)
-    check_logits_pair(student_logits, teacher_logits, "teacher_logits")
-    check_labels(student_logits, labels)
-    ce = cross_entropy(student_logits, labels, label_smoothing, mask)
-    kl = kd_kl(student_logits, teacher_logits, temperature, mask)
-    if t2_scale:
-        kl = kl * temperature * temperature
+    ce, kl = kd_terms(student_logits, teacher_logits, labels, temperature, t2_scale, label_smoothing, mask)
     return (1.0 - lam) * ce + lam * kl

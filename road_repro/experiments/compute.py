@@ -59,8 +59,8 @@ from road_repro.train.memory import (
     element_bytes,
     estimate_memory,
     gpu_bytes,
-    max_rows,
     micro_bounds,
+    rows_that_fit,
 )
 
 #: The paper's MTL run (Table 8 and section 3.3), the basis of the default throughput.
@@ -348,8 +348,8 @@ def stage_memory(shape: Shape, rows: int, seq_len: int, *, nproc: int, gpu: str,
 
     A training pass of ``rows`` global rows gives each GPU ``ceil(rows / nproc)``; they run as micro-batches
     of at most ``max_rows_per_device`` (0: automatic, as the training loop chooses it --
-    :func:`road_repro.train.memory.device_row_limit`: the most rows whose estimate, without an in-step
-    teacher, fits the GPU). Forward-only stages run ``rows`` per GPU at a time and are not split.
+    :func:`road_repro.train.memory.rows_that_fit`: the most rows whose estimate, hidden-state KD's in-step
+    ``teacher`` included, fits the GPU). Forward-only stages run ``rows`` per GPU at a time and are not split.
     """
     elem = element_bytes(precision, gpu)
     budget = int(gpu_bytes(gpu) * USABLE_FRACTION)
@@ -357,8 +357,8 @@ def stage_memory(shape: Shape, rows: int, seq_len: int, *, nproc: int, gpu: str,
         per_gpu = limit = rows
     else:
         per_gpu = math.ceil(rows / nproc)
-        limit = max_rows_per_device or max(1, max_rows(
-            budget, lambda r: estimate_memory(shape, r, seq_len, elem, checkpointing=checkpointing).total, per_gpu))
+        limit = max_rows_per_device or rows_that_fit(shape, seq_len, elem, budget, checkpointing=checkpointing,
+                                                     teacher=teacher, upper=per_gpu)
     parts = micro_bounds(per_gpu, limit)
     micro_rows = max(hi - lo for lo, hi in parts)
     peak = estimate_memory(shape, micro_rows, seq_len, elem, checkpointing=checkpointing, train=train, teacher=teacher)
@@ -413,7 +413,9 @@ def fits_table(profile_name: str = "paper") -> str:
 # :class:`road_repro.data.batching.LengthGroupedBatches`) pad 4.8 %, length-sorted inference groups of 64 pad
 # 2.0 %, shuffled batches of 128 (an MTL pass at batch 512 / pass_step 4) run 2.72x the real tokens. They are
 # applied to every span dataset (an assumption for the others) and capped at ``max_seq_length``. Sentence pairs
-# are counted at ``max_pair_length`` (their lengths are not documented; an upper bound, as before).
+# are counted at ``max_pair_length``, real and computed alike: the loop pads them to their batch's longest, but
+# their lengths are not documented, so their cost is an upper bound and the padding share leaves them out (the
+# plan's header says so, docs/dry_run.md).
 
 #: Padded tokens / real tokens of span windows, by how their batches are formed (measured, see above).
 PADDING_FACTOR = {"grouped": 1.048, "sorted": 1.020, "shuffled": 2.72}

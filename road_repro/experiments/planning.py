@@ -276,17 +276,15 @@ class PlanningExperiment(Experiment):
             return Count(n, n, not split.examples)
         f = self.profile.features
         if split.examples and self.model_local(model_key):
-            rows, exact = self._windows(split, model_key)
+            rows, exact = self._windows(split.fingerprint, split.examples, model_key)
             return Count(n, rows, not exact)
         factor = windows_per_example(spec.context_tokens, f.max_seq_length, f.doc_stride, f.max_query_length)
         return Count(n, round(n * factor), True)
 
-    def _windows(self, split: Split, model_key: str) -> tuple[int, bool]:
-        """Span-QA windows of a loaded split, counted by tokenizing it (or an even sample of it) in memory:
-        (rows, exact)."""
-        key = split.fingerprint
+    def _windows(self, key: str, examples: list, model_key: str) -> tuple[int, bool]:
+        """Span-QA windows of loaded ``examples`` (a split, ``key`` its fingerprint), counted by tokenizing them
+        (or an even sample of them) in memory: (rows, exact); their mean real length is kept too."""
         if key not in self._window_counts:
-            examples = split.examples
             step = max(1, -(-len(examples) // WINDOW_SAMPLE))
             sample = examples[::step]
             f = self.profile.features
@@ -317,6 +315,25 @@ class PlanningExperiment(Experiment):
             spec = get_dataset(getattr(self.task_config(task), which).dataset)
             real = window_tokens(spec.context_tokens, f.max_seq_length, f.doc_stride, f.max_query_length)
         return row_tokens(real, f.max_seq_length, data.per_batch, batching)
+
+    def stream_row(self, cfg: SplitConfig, model_key: str) -> Tokens:
+        """Real and padded tokens of a row of a warm-start stream, by :meth:`row`'s rule: span windows at their
+        mean length (tokenized here where data and tokenizer are on disk, else estimated from the dataset's
+        documented context length) padded to the longest of their shuffled batch -- the warm start drops
+        all-padding columns whatever ``features.span_padding`` says; pairs at ``max_pair_length``."""
+        f = self.profile.features
+        spec = get_dataset(cfg.dataset)
+        if spec.task != "mrc":
+            return Tokens(float(f.max_pair_length), float(f.max_pair_length))
+        examples = self.examples(cfg)
+        real = None
+        if examples and self.model_local(model_key):
+            key = f"warm_start:{model_key}:{cfg.dataset}:{cfg.split}:{cfg.limit}"
+            self._windows(key, examples, model_key)
+            real = self._window_lengths[key]
+        if real is None:
+            real = window_tokens(spec.context_tokens, f.max_seq_length, f.doc_stride, f.max_query_length)
+        return row_tokens(real, f.max_seq_length, True, "shuffled")
 
     def shape(self, model_key: str) -> EncoderShape:
         """The encoder's shape for compute: the preset, the checkpoint's config where it is on disk, else the
@@ -390,15 +407,14 @@ class PlanningExperiment(Experiment):
         shape = self.shape(model_key)
         mixture = ws.mixture if ws.mixture_steps else {}
         streams = {ws.dataset: SplitConfig(ws.dataset, ws.split, ws.limit), **mixture}
-        cost = work(ws.steps * ws.batch_size, self.tokens("mrc"), shape)  # phase 1: span QA
-        for split in mixture.values():
-            cost += work(ws.mixture_steps * ws.batch_size, self.tokens(get_dataset(split.dataset).task), shape)
+        examples = {name: ws.batch_size * (ws.mixture_steps if name in mixture else ws.steps) for name in streams}
+        row = {name: self.stream_row(s, model_key) for name, s in streams.items()}
+        cost = sum((work(examples[n], row[n].padded, shape) for n in streams), Work())
         rows = sum(len(self.examples(s)) for s in streams.values())
         trained = ws.batch_size * (ws.steps + ws.mixture_steps * len(mixture))
-        computed = cost.train / shape.compute_params  # tokens (lengths unknown here: as computed)
         self._record(run, "warm_start", f"warm start of {model_key}: {ws.steps} + {ws.mixture_steps} mixture steps",
                      model_key, ws.steps + ws.mixture_steps, rows, trained, 0, 0, cost, False,
-                     Tokens(computed, computed),
+                     sum((row[n] * examples[n] for n in streams), Tokens()),
                      memory=self.memory(model_key, ws.batch_size, max(self.tokens(get_dataset(s.dataset).task)
                                                                      for s in streams.values())))
         return run
@@ -702,6 +718,15 @@ def _memory_lines(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tokens_rule(span_padding: str) -> str:
+    """The header line saying how tokens are counted, and what the padding share leaves out."""
+    windows = ("at their real length times the measured padding of their batches (features.span_padding=batch)"
+               if span_padding == "batch" else f"at max_seq_length (features.span_padding={span_padding})")
+    return (f"tokens (approximate): span-QA windows {windows};\n  sentence pairs at max_pair_length, real and "
+            "computed alike -- the loop pads them to their batch's longest, but their lengths are known only once "
+            "tokenized: an upper bound on their cost, and no part of the padding share")
+
+
 def _padding(ids: Sequence[str], info: dict[str, Any]) -> str:
     """`` pad 12.3%``: the padding share of stages ``ids``' computed tokens (plans written before it: empty)."""
     real = sum(info[i].get("real_tokens", 0.0) for i in ids)
@@ -721,6 +746,8 @@ def plan_text(plan: dict[str, Any], stages: bool = False) -> str:
              + f": {len(plan['run_ids'])} stages in all ({kinds}), {len(plan.get('cached_ids', []))} already finished"]
     if "throughput" in plan:
         lines.append(f"GPU-hours from {plan['throughput']['source']}")
+    if "tokens" in plan:
+        lines.append(_tokens_rule(plan.get("span_padding", "?")))
     order = plan.get("order") or list(plan["tables"])
     for k, table in enumerate(order, start=1):
         t = plan["tables"][table]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from safetensors.torch import load_model, save_model
@@ -92,6 +94,30 @@ def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
         encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     elif encoder.is_activation_checkpointing:
         encoder.activation_checkpointing_disable()
+
+
+def activation_checkpointing_enabled(model: nn.Module) -> bool:
+    """Whether the encoder of ``model`` (or ``model`` itself) recomputes its layers in backward."""
+    encoder = getattr(model, "encoder", model)
+    name = "is_activation_checkpointing" if hasattr(encoder, "activation_checkpointing_enable") else \
+        "is_gradient_checkpointing"  # transformers before its rename (5.x)
+    return bool(getattr(encoder, name, False))
+
+
+@contextlib.contextmanager
+def activation_checkpointing_during(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Activation checkpointing on for the ``with`` block when ``enabled``, then back as it was (also on an
+    error), so a model trained with it predicts, or serves as a teacher, as it did before; nothing if not
+    ``enabled``."""
+    if not enabled:
+        yield
+        return
+    before = activation_checkpointing_enabled(model)
+    set_activation_checkpointing(model, True)
+    try:
+        yield
+    finally:
+        set_activation_checkpointing(model, before)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, heads: HeadKinds) -> RoadModel:

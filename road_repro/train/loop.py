@@ -35,6 +35,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
 from road_repro.log import progress as tqdm
-from road_repro.models.model import set_activation_checkpointing
+from road_repro.models.model import activation_checkpointing_during
 from road_repro.train.checkpoint import complete_checkpoints, load_latest, save_checkpoint, set_rng_state
 from road_repro.train.distributed import (
     DistInfo,
@@ -83,6 +84,10 @@ class Pass:
 
 StepSource = Callable[[int], list[Pass]]
 LossFn = Callable[[dict[str, Tensor], Pass, float], dict[str, Tensor]]
+#: The attribute by which a ``loss_fn`` that runs a model of its own inside each step, on the student's GPU
+#: (hidden-state KD's teacher, :func:`~road_repro.train.hidden_kd.make_hidden_kd_loss_fn`), names it, so the
+#: automatic ``max_rows_per_device`` counts that model's memory too.
+IN_STEP_TEACHER = "in_step_teacher"
 #: Most rows of one micro-batch on this device for a batch of the given sequence length (None: no limit).
 RowLimit = Callable[[int], "int | None"]
 
@@ -93,6 +98,8 @@ class TrainResult:
 
     log: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    #: Seconds spent training the logged steps, over every attempt (carried in checkpoints: ``elapsed_s``).
+    elapsed_s: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,7 +155,7 @@ def forward(model: nn.Module, batch: dict[str, Tensor], head: str, **kwargs) -> 
 
 def _trainer_state(optimizer, scheduler, scaler, result: TrainResult) -> dict:
     return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "log": result.log}
+            "scaler": scaler.state_dict(), "log": result.log, "elapsed_s": result.elapsed_s}
 
 
 def _seed_this_rank(info: DistInfo) -> None:
@@ -173,7 +180,8 @@ def _set_torch_rng(state: dict[str, Tensor], device: torch.device) -> None:
 
 def _resume(checkpoint_dir: Path | None, model: nn.Module, optimizer, scheduler, scaler, result: TrainResult,
             info: DistInfo) -> int:
-    """Load the newest complete checkpoint (model, optimizer, scheduler, scaler, RNG, log); the step to start at."""
+    """Load the newest complete checkpoint (model, optimizer, scheduler, scaler, RNG, log, elapsed seconds); the
+    step to start at."""
     state = load_latest(checkpoint_dir, model) if checkpoint_dir is not None else None
     start = int(state["step"]) if state is not None else 0
     if not same_on_all_ranks(start):
@@ -192,6 +200,7 @@ def _resume(checkpoint_dir: Path | None, model: nn.Module, optimizer, scheduler,
     else:  # written by a single process, or by another number of ranks: fork rank 0's stream
         _seed_this_rank(info)
     result.log = list(state["log"])
+    result.elapsed_s = float(state.get("elapsed_s", 0.0))  # checkpoints written before it was kept: 0
     result.resumed_from = start
     return start
 
@@ -327,25 +336,28 @@ def train(
     Under torchrun every rank calls this with the same arguments; ``model`` ends with the same weights on
     every rank and the returned log holds global (all-rank) means. Each rank's rows of a pass run as
     micro-batches of at most ``max_rows_per_device`` rows (0: as many as the GPU's memory holds, by
-    :func:`~road_repro.train.memory.device_row_limit`; no limit on CPU); ``activation_checkpointing``
-    recomputes the encoder's layers in backward (:func:`~road_repro.models.model.set_activation_checkpointing`).
+    :func:`~road_repro.train.memory.device_row_limit`, with the ``loss_fn``'s in-step teacher if it names one
+    (:data:`IN_STEP_TEACHER`); no limit on CPU); ``activation_checkpointing`` recomputes the encoder's layers
+    in backward while this trains, and is set back as it was when it returns or fails
+    (:func:`~road_repro.models.model.activation_checkpointing_during`).
     """
     info = init_distributed(device)
     device = info.device
     model.to(device)
     optimizer, scheduler = build_optimizer(model, optim, num_layers, total_steps)
     dtype = resolve_precision(precision, device)
-    if activation_checkpointing:
-        set_activation_checkpointing(model, True)
-    row_limit = device_row_limit(max_rows_per_device, model, device, 4 if dtype is None else 2, activation_checkpointing)
+    row_limit = device_row_limit(max_rows_per_device, model, device, 4 if dtype is None else 2, activation_checkpointing,
+                                 getattr(loss_fn, IN_STEP_TEACHER, None))
     scaler = grad_scaler(dtype, device)
     result = TrainResult()
     start = _resume(checkpoint_dir, model, optimizer, scheduler, scaler, result, info)
     runner, ddp = _wrap(model, info, compile)
     runner.train()
+    clock = time.perf_counter() - result.elapsed_s  # elapsed_s counts on from the checkpoint's
     bar = tqdm(range(start, total_steps), desc=desc, disable=not (progress and info.is_main), initial=start,
                total=total_steps)
-    with stop_on_sigterm() as stop, open_train_log(train_log, start, info.is_main, result.log) as csv_log:
+    with activation_checkpointing_during(model, activation_checkpointing), stop_on_sigterm() as stop, \
+            open_train_log(train_log, start, info.is_main, result.log) as csv_log:
         for step in bar:
             passes = step_source(step)
             _check_passes(passes, step, info)
@@ -369,8 +381,10 @@ def train(
                 scheduler.step()
             row = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "loss_scale": scaler.get_scale(), **sums}
             result.log.append(row)
+            result.elapsed_s = time.perf_counter() - clock
             if csv_log is not None:
-                csv_log.write(row, [p.dataset for p in passes], sum(batch_rows(p.batch) for p in passes))
+                csv_log.write(row, [p.dataset for p in passes], sum(batch_rows(p.batch) for p in passes),
+                              result.elapsed_s)
             bar.set_postfix(loss=f"{sums['total']:.4f}")
             done = step + 1
             if checkpoint_dir is not None and (

@@ -31,8 +31,14 @@ micro-batch, ``e`` bytes of an activation: 2 under fp16/bf16 autocast, 4 in fp32
   layer's activations are recomputed at a time during backward;
 * a backward workspace of one more layer's activations (gradients of the activations of the layer being
   differentiated);
-* hidden-state KD (``teacher``): the frozen teacher's fp32 weights and its ``L_t + 1`` hidden states,
-  plus the student's projections of them (``2 (L_t + 1) e s h_t r``).
+* hidden-state KD (``teacher``; shape ``L_t``, ``h_t``): the teacher runs inside the student's step, after
+  the student's forward, on the same GPU: its fp32 weights (plus autocast copies, ``4 P_t + 2 P_lin,t``),
+  its forward without gradients (two of its layers' activations at a time, as forward-only work), the
+  ``L_t + 1`` hidden states it returns (fp32: LayerNorm outputs, fp32 under autocast too,
+  ``4 (L_t + 1) s h_t r``), and per distilled layer pair (at most ``L + 1``) the half-precision copy of the
+  student state the projection reads, its projection and the fp32 difference kept for the MSE's backward
+  (``(e h + (e + 4) h_t) s r``). All of it is added to the student's peak (a little conservative: the
+  teacher's forward and the student's backward workspace are not live at once).
 
 Forward-only work (evaluation, soft targets) holds the weights (plus autocast copies) and two layers'
 activations of the rows at a time. Not counted: the CUDA context (0.3-0.5 GB) and allocator fragmentation;
@@ -57,10 +63,6 @@ GiB = 1024**3
 GPU_MEMORY_MIB: dict[str, int] = {
     "V100-16GB": 16_160, "V100-32GB": 32_510, "A100-40GB": 40_536, "A100-80GB": 81_050,
     "H100-80GB": 81_559, "H200-141GB": 143_771,
-}
-#: Compute capability of each GPU, which decides what ``precision: auto`` trains in (bf16 from 8.0, else fp16).
-GPU_CAPABILITY: dict[str, float] = {
-    "V100-16GB": 7.0, "V100-32GB": 7.0, "A100-40GB": 8.0, "A100-80GB": 8.0, "H100-80GB": 9.0, "H200-141GB": 9.0,
 }
 #: Share of a GPU's memory an estimate may fill (the rest: CUDA context, allocator fragmentation).
 USABLE_FRACTION = 0.9
@@ -180,11 +182,18 @@ def estimate_memory(shape: Shape, rows: int, seq_len: int, elem: int, *, checkpo
         return MemoryEstimate(weights, 0, 0, 2 * layer, 0)
     embeddings = embedding_bytes(shape, rows, seq_len)
     saved = shape.layers * 4 * seq_len * shape.hidden * rows + layer if checkpointing else shape.layers * layer
-    extra = 0
-    if teacher is not None:
-        extra = 4 * teacher.params + (2 * teacher.linear_params if elem < 4 else 0)
-        extra += 2 * (teacher.layers + 1) * elem * seq_len * teacher.hidden * rows
+    extra = 0 if teacher is None else teacher_bytes(shape, teacher, rows, seq_len, elem)
     return MemoryEstimate(weights, 4 * p, 8 * p, embeddings + saved + layer, extra)
+
+
+def teacher_bytes(student: Shape, teacher: Shape, rows: int, seq_len: int, elem: int) -> int:
+    """What hidden-state KD's in-step teacher adds to a training step's peak (module docstring): its weights,
+    its forward without gradients, its hidden states, and the student's projections and fp32 differences."""
+    weights = 4 * teacher.params + (2 * teacher.linear_params if elem < 4 else 0)
+    forward = 2 * activation_bytes(teacher, rows, seq_len, elem)
+    hidden = 4 * (teacher.layers + 1) * seq_len * teacher.hidden * rows
+    pairs = (student.layers + 1) * (elem * student.hidden + (elem + 4) * teacher.hidden) * seq_len * rows
+    return weights + forward + hidden + pairs
 
 
 def gpu_bytes(gpu: str) -> int:
@@ -224,13 +233,24 @@ def micro_bounds(rows: int, limit: int | None) -> list[tuple[int, int]]:
     return bounds
 
 
+def rows_that_fit(shape: Shape, seq_len: int, elem: int, budget: int, *, checkpointing: bool = False,
+                  teacher: Shape | None = None, upper: int = 4096) -> int:
+    """The automatic ``max_rows_per_device``: the most rows (at most ``upper``, at least 1) of ``seq_len``
+    tokens whose training :func:`estimate_memory` (with hidden-state KD's in-step ``teacher``) fits
+    ``budget`` bytes. The training loop (:func:`device_row_limit`) and the dry run
+    (:func:`road_repro.experiments.compute.stage_memory`) both choose it here."""
+    return max(1, max_rows(budget, lambda r: estimate_memory(shape, r, seq_len, elem, checkpointing=checkpointing,
+                                                             teacher=teacher).total, upper))
+
+
 def device_row_limit(max_rows_per_device: int, model: nn.Module, device: torch.device, elem: int,
-                     checkpointing: bool) -> Callable[[int], int | None]:
+                     checkpointing: bool, teacher: nn.Module | None = None) -> Callable[[int], int | None]:
     """The loop's limit on a GPU's rows per micro-batch, as a function of the batch's sequence length.
 
-    ``max_rows_per_device > 0`` is that limit. ``0`` (automatic) is, on a GPU, the most rows whose
-    :func:`estimate_memory` fits :data:`USABLE_FRACTION` of the device's memory (at least 1), and no limit
-    on a CPU. A model without an ``encoder.config`` has no automatic limit.
+    ``max_rows_per_device > 0`` is that limit. ``0`` (automatic) is, on a GPU, :func:`rows_that_fit`
+    :data:`USABLE_FRACTION` of the device's memory, counting ``teacher`` (a model that runs inside each step
+    on the same GPU: hidden-state KD's), and no limit on a CPU. A model without an ``encoder.config`` has no
+    automatic limit.
     """
     if max_rows_per_device > 0:
         return lambda seq_len: max_rows_per_device
@@ -238,14 +258,15 @@ def device_row_limit(max_rows_per_device: int, model: nn.Module, device: torch.d
     if device.type != "cuda" or config is None:
         return lambda seq_len: None
     shape = shape_of(config)
+    teacher_config = getattr(getattr(teacher, "encoder", None), "config", None)
+    teacher_shape = shape_of(teacher_config) if teacher_config is not None else None
     budget = int(torch.cuda.get_device_properties(device).total_memory * USABLE_FRACTION)
     cache: dict[int, int] = {}
 
     def limit(seq_len: int) -> int:
         if seq_len not in cache:
-            rows = max_rows(budget, lambda r: estimate_memory(shape, r, seq_len, elem,
-                                                              checkpointing=checkpointing).total, 4096)
-            cache[seq_len] = max(1, rows)
+            cache[seq_len] = rows_that_fit(shape, seq_len, elem, budget, checkpointing=checkpointing,
+                                           teacher=teacher_shape)
         return cache[seq_len]
 
     return limit

@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from road_repro.distill import annealing_kd_loss, kd_loss
-from road_repro.distill.losses import cross_entropy, kd_kl
+from road_repro.distill import annealing_kd_loss
+from road_repro.distill.losses import check_lam, cross_entropy, kd_terms
 
 
 @dataclass(frozen=True)
@@ -50,44 +49,33 @@ class Objective:
 
 
 def _one(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor | None, progress: float,
-         mask: Tensor | None = None) -> Tensor:
+         mask: Tensor | None = None) -> dict[str, Tensor]:
+    """One classification problem's loss ``total`` (back-propagated) and its logged terms, each computed once:
+    ``ce`` against the hard labels (with the objective's label smoothing) and, for KD, ``kd`` (the
+    temperature-softened KL, times ``T^2`` with ``t2_scale``), so that ``total = (1 - lam) ce + lam kd``.
+    Teacher annealing's ``total`` is the soft CE against its mixed targets, logged beside the hard-label ``ce``.
+    Span logits at padding are masked out (``mask``)."""
     if objective.distill is None:
-        if mask is None:
-            return F.cross_entropy(logits, labels, label_smoothing=objective.label_smoothing)
-        return cross_entropy(logits, labels, objective.label_smoothing, mask)
+        ce = cross_entropy(logits, labels, objective.label_smoothing, mask)
+        return {"total": ce, "ce": ce.detach()}
     if teacher is None:
         raise KeyError("distillation objective but the batch carries no teacher logits")
     if objective.distill == "annealing":
-        return annealing_kd_loss(logits, teacher, labels, progress, mask)
-    return kd_loss(
-        logits, teacher, labels, objective.temperature, objective.lam,
-        t2_scale=objective.t2_scale, label_smoothing=objective.label_smoothing, mask=mask,
-    )
-
-
-def _terms(objective: Objective, logits: Tensor, labels: Tensor, teacher: Tensor | None,
-           mask: Tensor | None = None) -> dict[str, Tensor]:
-    """The loss terms logged per step (detached): ``ce`` against the hard labels and, for KD, the ``kd`` term
-    (the temperature-softened KL, times ``T^2`` with ``t2_scale``), so that ``total = (1 - lam) ce + lam kd``;
-    span logits at padding are masked as in the loss (``mask``)."""
-    with torch.no_grad():
-        terms = {"ce": cross_entropy(logits, labels, objective.label_smoothing, mask)}
-        if objective.distill not in (None, "annealing") and teacher is not None:
-            kl = kd_kl(logits, teacher, objective.temperature, mask)
-            terms["kd"] = kl * objective.temperature**2 if objective.t2_scale else kl
-    return terms
+        total = annealing_kd_loss(logits, teacher, labels, progress, mask)
+        with torch.no_grad():
+            return {"total": total, "ce": cross_entropy(logits, labels, objective.label_smoothing, mask)}
+    check_lam(objective.lam)
+    ce, kd = kd_terms(logits, teacher, labels, objective.temperature, objective.t2_scale,
+                      objective.label_smoothing, mask)
+    return {"total": (1.0 - objective.lam) * ce + objective.lam * kd, "ce": ce.detach(), "kd": kd.detach()}
 
 
 def pass_losses(objective: Objective, out: dict[str, Tensor], batch: dict[str, Tensor], progress: float) -> dict[str, Tensor]:
-    """Losses of one pass; ``total`` is what is back-propagated, ``ce``/``kd`` are logged terms (:func:`_terms`)."""
+    """Losses of one pass; ``total`` is what is back-propagated, ``ce``/``kd`` are logged terms (:func:`_one`);
+    a span head's are the means of its start and end sides (and ``start``/``end`` their totals)."""
     if "start_logits" in out:
         mask = batch["attention_mask"] if objective.mask_padding else None
-        start = _one(objective, out["start_logits"], batch["start_positions"], batch.get("teacher_start_logits"),
-                     progress, mask)
-        end = _one(objective, out["end_logits"], batch["end_positions"], batch.get("teacher_end_logits"), progress, mask)
-        sides = [_terms(objective, out[f"{s}_logits"], batch[f"{s}_positions"], batch.get(f"teacher_{s}_logits"), mask)
-                 for s in ("start", "end")]
-        return {"start": start, "end": end, "total": (start + end) / 2,
-                **{k: (sides[0][k] + sides[1][k]) / 2 for k in sides[0]}}
-    loss = _one(objective, out["logits"], batch["labels"], batch.get("teacher_logits"), progress)
-    return {"total": loss, **_terms(objective, out["logits"], batch["labels"], batch.get("teacher_logits"))}
+        start, end = (_one(objective, out[f"{s}_logits"], batch[f"{s}_positions"], batch.get(f"teacher_{s}_logits"),
+                           progress, mask) for s in ("start", "end"))
+        return {"start": start["total"], "end": end["total"], **{k: (start[k] + end[k]) / 2 for k in start}}
+    return _one(objective, out["logits"], batch["labels"], batch.get("teacher_logits"), progress)

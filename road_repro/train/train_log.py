@@ -5,7 +5,8 @@ ends (and :mod:`road_repro.status` can read the running stage's step and loss): 
 step's passes drew (ROaD MTL draws one per pass; finetuning has one), each loss term of the objective --
 ``ce`` (hard-label cross-entropy of the student), ``kd`` (the distillation term), ``hidden`` (hidden-state
 MSE) and ``total`` (what is back-propagated) -- the learning rate, the gradient norm before clipping, the
-fp16 loss scale, the step's examples, examples per second and seconds since the stage started.
+fp16 loss scale, the step's examples, examples per second and seconds since the stage started (carried in
+its checkpoints, so a resumed stage counts on from where its checkpoint left off).
 
 Only the main rank writes. Rows are appended and flushed every ``FLUSH_EVERY`` steps or ``FLUSH_SECONDS``
 seconds, so a reader sees at most a few steps' delay and a killed process loses no more. A stage that
@@ -86,15 +87,16 @@ class TrainLog:
         self._fh = self.path.open("a", newline="")
         self._csv = csv.DictWriter(self._fh, COLUMNS, extrasaction="ignore")
         self._tb = _tensorboard_writer(self.path.parent / "tensorboard", start_step) if tensorboard else None
-        self._start = self._last = self._flushed = time.perf_counter()
+        self._last = self._flushed = time.perf_counter()
         self._unflushed = 0
 
-    def write(self, row: dict[str, float], datasets: Sequence[str], examples: int) -> None:
-        """Log one step: ``row`` is the loop's log row (step, losses, lr, grad_norm, loss_scale)."""
+    def write(self, row: dict[str, float], datasets: Sequence[str], examples: int, elapsed_s: float) -> None:
+        """Log one step: ``row`` is the loop's log row (step, losses, lr, grad_norm, loss_scale); ``elapsed_s``
+        the seconds the stage has trained, over every attempt (the loop carries it across a resume)."""
         now = time.perf_counter()
         seconds, self._last = now - self._last, now
         values: dict[str, Any] = {ALIASES.get(k, k): v for k, v in row.items()}
-        values.update(datasets="+".join(datasets), examples=examples, elapsed_s=round(now - self._start, 3),
+        values.update(datasets="+".join(datasets), examples=examples, elapsed_s=round(elapsed_s, 3),
                       examples_per_s=round(examples / seconds, 3) if seconds > 0 else "")
         self._csv.writerow({k: values.get(k, "") for k in COLUMNS})
         if self._tb is not None:

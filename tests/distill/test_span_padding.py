@@ -107,3 +107,18 @@ def test_bad_mask_is_a_config_error():
         cross_entropy(torch.zeros(2, 4), torch.tensor([0, 1]), 0.0, torch.ones(2, 3))
     with pytest.raises(ConfigError, match="without a real"):
         cross_entropy(torch.zeros(2, 4), torch.tensor([0, 1]), 0.0, torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]))
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_span_label_on_padding_is_an_error_naming_the_row(name):
+    """A start/end label past a row's real tokens would be scored against a masked logit (a finite ~1.7e38 loss
+    before the check): every masked objective refuses it, naming the row and the label."""
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    logits = torch.zeros(2, 5)
+    batch = {"attention_mask": mask, "start_positions": torch.tensor([4, 1]), "end_positions": torch.tensor([4, 4]),
+             "teacher_start_logits": torch.zeros(2, 5), "teacher_end_logits": torch.zeros(2, 5)}
+    with pytest.raises(ConfigError, match="label 4 of row 1 falls on a padding position"):
+        pass_losses(OBJECTIVES[name], {"start_logits": logits, "end_logits": logits}, batch, 0.5)
+    batch["end_positions"] = torch.tensor([4, 2])  # every label on a real position: a finite, ordinary loss
+    loss = pass_losses(OBJECTIVES[name], {"start_logits": logits, "end_logits": logits}, batch, 0.5)["total"]
+    assert 0 < float(loss) < 10

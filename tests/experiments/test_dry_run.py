@@ -14,7 +14,7 @@ import pytest
 
 from road_repro.config import ModelConfig, load_profile
 from road_repro.data.features import qa_features
-from road_repro.data.registry import load_examples
+from road_repro.data.registry import get_dataset, load_examples
 from road_repro.experiments.__main__ import main
 from road_repro.experiments.compute import (
     ELECTRA_BASE,
@@ -22,6 +22,7 @@ from road_repro.experiments.compute import (
     FORWARD_COST,
     PAPER_MTL_BATCH,
     PAPER_MTL_STEPS,
+    PADDING_FACTOR,
     EncoderShape,
     Work,
     examples_processed,
@@ -33,7 +34,7 @@ from road_repro.experiments.compute import (
     windows_per_example,
     work,
 )
-from road_repro.experiments.planning import build_plan
+from road_repro.experiments.planning import build_plan, plan_text
 from road_repro.experiments.tables import _progress, plan_tables
 from road_repro.models.encoder import load_tokenizer
 
@@ -102,6 +103,27 @@ def test_smoke_dry_run_steps_and_examples_match_the_profile(smoke_plan):
         assert stage["steps"] == math.ceil(p.mtl.teacher_epochs * math.ceil(stage["train_examples"] / f.batch_size))
     for stage in by("soft_targets", ""):
         assert stage["steps"] is None and stage["forward_examples"] == stage["train_examples"] > 0
+
+
+def test_warm_start_counts_tokens_by_the_rule_of_the_other_stages(smoke_plan):
+    """The warm start's span windows run padded to their shuffled batch's longest (real < computed, by at most the
+    shuffled padding factor), its sentence pairs at max_pair_length -- not every token as real; the plan's
+    header says how tokens are counted."""
+    _, plan, _ = smoke_plan
+    p = load_profile("smoke")
+    ws, f = p.models["large"].warm_start, p.features
+    pair_streams = [s for s in ws.mixture.values() if get_dataset(s.dataset).task != "mrc"]
+    pairs = len(pair_streams) * ws.mixture_steps * ws.batch_size * f.max_pair_length
+    stages = [s for s in plan["stages"].values() if s["kind"] == "warm_start"]
+    assert stages and pair_streams
+    for stage in stages:
+        span_real, span_padded = stage["real_tokens"] - pairs, stage["padded_tokens"] - pairs
+        assert 0 < span_real < span_padded <= span_real * PADDING_FACTOR["shuffled"] * (1 + 1e-6)
+        assert span_padded < (ws.steps + ws.mixture_steps) * ws.batch_size * f.max_seq_length  # not all at 64
+        assert stage["padding_share"] > 0
+    header = plan_text(plan).splitlines()[:4]
+    assert any("sentence pairs at max_pair_length" in line and "no part of the padding share" in line
+               for line in header)
 
 
 def test_a_second_plan_after_nothing_changed_is_identical(smoke_plan):

@@ -22,6 +22,7 @@ from road_repro.train.memory import (
     gpu_bytes,
     max_rows,
     measured_saved_bytes,
+    rows_that_fit,
     shape_of,
 )
 
@@ -59,7 +60,11 @@ def test_estimate_by_part_of_a_hand_made_shape():
     assert (forward.gradients, forward.optimizer, forward.activations) == (0, 0, 2 * layer)
     teacher = Shape(3, 16, 32, 2, vocab=10)  # 3 x (1024 + 1024 + 144 + 32) + 524 x 16 + 32 = 15088 parameters
     with_teacher = estimate_memory(SMALL, 3, 5, 2, teacher=teacher)
-    assert with_teacher.teacher == 4 * 15088 + 2 * 6144 + 2 * 4 * 2 * 5 * 16 * 3
+    # teacher layer, fused, e=2, s=5: 2*2*5*32 + 8*5*16 + 2*5*16 + 2*7*5*16 + 4*2*5 = 2600 per row
+    weights, forward, hidden = 4 * 15088 + 2 * 6144, 2 * 3 * 2600, 4 * (3 + 1) * 5 * 16 * 3
+    pairs = (2 + 1) * (2 * 8 + (2 + 4) * 16) * 5 * 3  # student copy, projection, fp32 difference per layer pair
+    assert with_teacher.teacher == weights + forward + hidden + pairs
+    assert with_teacher.total == est.total + with_teacher.teacher
     assert estimate_memory(SMALL, 3, 5, 4).weights == 4 * p  # no half copies in fp32
 
 
@@ -102,6 +107,45 @@ def test_paper_batches_split_to_fit_a_v100_32gb():
     assert gpu_bytes("H200-141GB") > gpu_bytes("A100-80GB") > gpu_bytes("V100-32GB")
     with pytest.raises(ConfigError, match="runtime.gpu='T4'"):
         gpu_bytes("T4")
+
+
+def test_hidden_state_kd_teacher_leaves_fewer_rows_in_the_loop_and_the_dry_run(monkeypatch):
+    """ELECTRA-large student with an ELECTRA-large in-step teacher on a V100-32GB (fp16, 512 tokens): the estimate
+    is larger, and the automatic rows per micro-batch fewer, than without the teacher -- alike in the training
+    loop (:func:`device_row_limit`, the teacher named by the hidden-KD loss function) and in the dry run."""
+    from types import SimpleNamespace
+
+    from transformers import ElectraConfig
+
+    from road_repro.distill import HiddenStateKD
+    from road_repro.train.hidden_kd import make_hidden_kd_loss_fn
+    from road_repro.train.loop import IN_STEP_TEACHER
+    from road_repro.train.memory import device_row_limit
+    from road_repro.train.objectives import Objective
+
+    budget = int(gpu_bytes("V100-32GB") * USABLE_FRACTION)
+    alone, taught = rows_that_fit(LARGE, 512, 2, budget), rows_that_fit(LARGE, 512, 2, budget, teacher=LARGE)
+    assert 1 <= taught < alone
+    assert estimate_memory(LARGE, taught, 512, 2, teacher=LARGE).total <= budget
+    assert estimate_memory(LARGE, taught + 1, 512, 2, teacher=LARGE).total > budget
+    assert estimate_memory(LARGE, alone, 512, 2, teacher=LARGE).total > estimate_memory(LARGE, alone, 512, 2).total
+
+    dry = stage_memory(LARGE, 32, 512, nproc=1, gpu="V100-32GB", precision="auto", teacher=LARGE)
+    assert dry.micro_rows <= taught and dry.fits  # the dry run splits by the same rule
+    assert stage_memory(LARGE, 32, 512, nproc=1, gpu="V100-32GB", precision="auto").micro_rows > dry.micro_rows
+
+    large = ElectraConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                          attn_implementation="sdpa")
+    student = SimpleNamespace(encoder=SimpleNamespace(config=large))
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(total_memory=gpu_bytes("V100-32GB")))
+    teacher = torch.nn.Module()
+    teacher.encoder = SimpleNamespace(config=large)
+    loss_fn = make_hidden_kd_loss_fn(Objective(), HiddenStateKD(1024, 1024, 24, 24), teacher, 1.0)
+    assert getattr(loss_fn, IN_STEP_TEACHER) is teacher  # what train() hands to device_row_limit
+    gpu = torch.device("cuda", 0)
+    assert device_row_limit(0, student, gpu, 2, False)(512) == alone
+    assert device_row_limit(0, student, gpu, 2, False, getattr(loss_fn, IN_STEP_TEACHER))(512) == taught
 
 
 def test_profile_rejects_an_unknown_gpu_and_a_negative_row_limit():

@@ -169,12 +169,39 @@ def test_train_with_a_row_limit_and_checkpointing_ends_with_the_same_weights():
         train(model, lambda step: [Pass("mrc", "d", batches[2 * step]), Pass("mrc", "e", batches[2 * step + 1])],
               objective_fn(Objective()), 2, cfg, num_layers=2, device=CPU, progress=False, max_rows_per_device=limit,
               activation_checkpointing=checkpointing)
-        assert model.encoder.is_activation_checkpointing == checkpointing
         return model
 
     whole, micro = run(0), run(3, checkpointing=True)
     for (name, a), b in zip(whole.named_parameters(), micro.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_activation_checkpointing_is_switched_back_after_training_even_on_an_error():
+    """``activation_checkpointing`` holds while ``train`` runs only: the model then predicts (or teaches) as before."""
+    cfg = OptimConfig(lr=1e-2, warmup_ratio=0.0)
+    seen = []
+
+    def loss_fn(out, pass_, progress):
+        seen.append(model.encoder.is_activation_checkpointing)
+        return objective_fn(Objective())(out, pass_, progress)
+
+    model = tiny_model()
+    train(model, lambda step: [Pass("mrc", "d", span_batch(4))], loss_fn, 1, cfg, num_layers=2, device=CPU,
+          progress=False, activation_checkpointing=True)
+    assert seen == [True] and not model.encoder.is_activation_checkpointing
+
+    def failing(out, pass_, progress):
+        assert model.encoder.is_activation_checkpointing
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        train(model, lambda step: [Pass("mrc", "d", span_batch(4))], failing, 1, cfg, num_layers=2, device=CPU,
+              progress=False, activation_checkpointing=True)
+    assert not model.encoder.is_activation_checkpointing
+    set_activation_checkpointing(model, True)  # switched on by the caller: left on
+    train(model, lambda step: [Pass("mrc", "d", span_batch(4))], loss_fn, 1, cfg, num_layers=2, device=CPU,
+          progress=False, activation_checkpointing=True)
+    assert model.encoder.is_activation_checkpointing
 
 
 def test_activation_checkpointing_gives_the_same_gradients_with_dropout_on():

@@ -57,6 +57,28 @@ def test_resume_keeps_the_rows_up_to_the_checkpoint_and_drops_later_ones(tmp_pat
     assert all(float(r["total"]) != 9.9 for r in rows)
 
 
+def test_elapsed_seconds_count_on_after_a_resume(tmp_path, monkeypatch):
+    """``elapsed_s`` is carried in the checkpoint: the resumed attempt's rows continue from the kept step's time
+    (the loop's clock advances 1 s per reading, and restarts at 1000 s for the second process)."""
+    from types import SimpleNamespace
+
+    import road_repro.train.loop as loop
+
+    now = iter(range(10_000))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: float(next(now))))
+    log_path, ckpt = tmp_path / "train_log.csv", tmp_path / "ckpt"
+    step_source = lambda s: [Pass("mrc", "d", span_batch(4, seed=s))]  # noqa: E731
+    first = train(tiny_model(), step_source, ce, 3, CFG, num_layers=2, device=CPU, progress=False, checkpoint_dir=ckpt,
+                  train_log=log_path)
+    kept = [float(r["elapsed_s"]) for r in _rows(log_path)]
+    now = iter(range(1000, 10_000))
+    second = train(tiny_model(), step_source, ce, 6, CFG, num_layers=2, device=CPU, progress=False,
+                   checkpoint_dir=ckpt, train_log=log_path)
+    elapsed = [float(r["elapsed_s"]) for r in _rows(log_path)]
+    assert elapsed[:3] == kept == [1.0, 2.0, 3.0] and first.elapsed_s == 3.0
+    assert elapsed[3:] == [4.0, 5.0, 6.0] and second.elapsed_s == 6.0  # on from step 3's 3 s, not from 0
+
+
 def test_a_fresh_start_empties_an_old_log(tmp_path):
     log_path = tmp_path / "train_log.csv"
     log_path.write_text("step,total\n1,5.0\n2,4.0\n")
@@ -84,7 +106,7 @@ def test_kd_terms_recombine_into_the_total():
 def test_tensorboard_events_are_written_when_installed(tmp_path):
     pytest.importorskip("tensorboard")
     log = TrainLog(tmp_path / "train_log.csv", start_step=0)
-    log.write({"step": 1, "total": 1.0, "lr": 0.1, "grad_norm": 2.0}, ["d"], 4)
+    log.write({"step": 1, "total": 1.0, "lr": 0.1, "grad_norm": 2.0}, ["d"], 4, 0.5)
     log.close()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 

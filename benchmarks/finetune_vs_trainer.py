@@ -11,7 +11,7 @@ Five configurations per task:
 
 * ``ours_stage`` -- what the finetune stage itself runs, not a bench variant: the split in a feature store
   (:class:`road_repro.data.feature_store.FeatureStore`), batches from ``TaskData.batch`` in the stage's order
-  (:func:`road_repro.experiments.stages.training_batches`: length-grouped), every row padded per batch, span
+  (:func:`road_repro.experiments.context.training_batches`: length-grouped), every row padded per batch, span
   windows with the masked span objective (``features.span_padding: batch``, the default);
 * ``ours_padded`` -- :func:`road_repro.train.loop.train` on fixed-length rows with :class:`EpochBatches`
   (what the finetune stage runs for QA with ``features.span_padding: window``);
@@ -87,7 +87,7 @@ from road_repro.config import FeatureConfig
 from road_repro.data.feature_store import FeatureSpec, FeatureStore, StoredFeatures
 from road_repro.data.features import pad_collate, pair_features
 from road_repro.errors import DataError
-from road_repro.experiments.stages import training_batches
+from road_repro.experiments.context import training_batches
 from road_repro.experiments.tasks import Split, TaskData
 from road_repro.models.model import RoadModel
 from road_repro.train.loop import EpochBatches, Pass

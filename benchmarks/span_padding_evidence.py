@@ -29,7 +29,7 @@ import torch
 from road_repro.config import FeatureConfig, ModelConfig, OptimConfig
 from road_repro.data.feature_store import FeatureSpec, FeatureStore
 from road_repro.data.registry import load_examples
-from road_repro.experiments.stages import predict_length_sorted, set_seed, training_batches
+from road_repro.experiments.context import predict_length_sorted, set_seed, training_batches
 from road_repro.experiments.tasks import Split, TaskData
 from road_repro.models.encoder import load_tokenizer
 from road_repro.models.model import build_model

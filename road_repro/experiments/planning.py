@@ -56,6 +56,7 @@ from road_repro.experiments.compute import (
     windows_per_example,
     work,
 )
+from road_repro.experiments.context import mtl_task
 from road_repro.experiments.preflight import (
     Needs,
     PreflightError,
@@ -68,7 +69,7 @@ from road_repro.experiments.preflight import (
 from road_repro.experiments.rows import TableRunner
 from road_repro.experiments.runs import PlannedStage, Run, config_hash
 from road_repro.experiments.session import SharedExperiments, resolve_profile
-from road_repro.experiments.stages import Experiment, mtl_task
+from road_repro.experiments.stages import Experiment
 from road_repro.experiments.tasks import Split
 from road_repro.io import atomic_write_json
 from road_repro.models.encoder import TINY_PRESETS, load_model_config, load_tokenizer
@@ -455,7 +456,7 @@ class PlanningExperiment(Experiment):
                          train.estimated or dev.estimated, tokens,
                          memory=self.memory(key, optim["batch_size"], self.tokens(data.task_type),
                                             teacher=teacher_model if a["hidden"] else None))
-        if objective.distill is not None:  # the run caches each teacher's logits first (Experiment._teacher_targets)
+        if objective.distill is not None:  # the run caches each teacher's logits first (stage_kinds.soft_targets)
             for teacher in teachers:
                 self.soft_targets(task, teacher_model, teacher)
         return run

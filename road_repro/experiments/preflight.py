@@ -34,7 +34,8 @@ from transformers import BertConfig
 from road_repro.config import ModelConfig, ProfileConfig, SplitConfig, TableSpec
 from road_repro.data.registry import get_dataset
 from road_repro.errors import ConfigProblems, RoadError
-from road_repro.experiments.stages import Experiment, mtl_task
+from road_repro.experiments.context import mtl_task
+from road_repro.experiments.stages import Experiment
 from road_repro.models.encoder import TINY_MAX_POSITIONS, TINY_PRESETS, load_model_config, resolve_weights
 
 

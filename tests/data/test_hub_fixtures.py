@@ -208,7 +208,8 @@ def test_paper_profile_data_preflight_passes_on_hub_fixtures_and_reports_skips(m
     of 1,000 good rows plus one known bad row, passes and records what it skipped."""
     from road_repro.config import load_profile
     from road_repro.experiments.preflight import Needs, data_problems
-    from road_repro.experiments.stages import Experiment, mtl_task
+    from road_repro.experiments.context import mtl_task
+    from road_repro.experiments.stages import Experiment
 
     by_hub: dict[tuple, Dataset] = {}
     for name in CASES:

@@ -11,7 +11,7 @@ from road_repro.config import FeatureConfig, ModelConfig
 from road_repro.data.batching import LengthGroupedBatches, length_sorted_groups
 from road_repro.data.feature_store import FeatureSpec, FeatureStore
 from road_repro.data.synthetic import synthetic_squad
-from road_repro.experiments.stages import PAD_LOGIT, predict_length_sorted
+from road_repro.experiments.context import PAD_LOGIT, predict_length_sorted
 from road_repro.experiments.tasks import Split, TaskData
 from road_repro.models.model import build_model
 from road_repro.train.loop import predict

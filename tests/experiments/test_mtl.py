@@ -64,15 +64,17 @@ def test_kd_soft_targets_are_written_chunk_by_chunk(exp, tmp_path, monkeypatch, 
     import numpy as np
     import torch
 
-    from road_repro.experiments import stages
-    from road_repro.experiments.stages import mtl_task
+    from road_repro.distill import open_soft_targets
+    from road_repro.experiments import context
+    from road_repro.experiments.context import mtl_task
+    from road_repro.experiments.stage_kinds import soft_targets
 
     task = mtl_task(name)
     teacher = exp.finetune(task, "large", exp.profile.mtl.seed, epochs=exp.profile.mtl.teacher_epochs)
     other = Experiment(exp.profile, tmp_path / "runs", progress=False)  # a fresh store: the cache is computed
-    monkeypatch.setattr(stages, "PREDICT_CHUNK", 7)
+    monkeypatch.setattr(context, "PREDICT_CHUNK", 7)
     chunk_rows = []
-    real = stages.write_soft_targets
+    real = soft_targets.write_soft_targets
 
     def spy(path, shapes, metadata, chunks, dtype):
         def seen():
@@ -81,13 +83,13 @@ def test_kd_soft_targets_are_written_chunk_by_chunk(exp, tmp_path, monkeypatch, 
                 yield lo, tensors
         return real(path, shapes, metadata, seen(), dtype)
 
-    monkeypatch.setattr(stages, "write_soft_targets", spy)
+    monkeypatch.setattr(soft_targets, "write_soft_targets", spy)
     run = other.soft_targets(task, "large", teacher)
     data = other.task(task, "large")
     n = len(data.train)
     assert n > 7 and [lo for lo, _ in chunk_rows] == list(range(0, n, 7))
     assert all(rows <= {7} for lo, rows in chunk_rows[:-1]) and chunk_rows[-1][1] == {n - chunk_rows[-1][0]}
-    cache = stages.open_soft_targets(run.path / "soft_targets.safetensors", expect={"teacher": teacher.run_id})
+    cache = open_soft_targets(run.path / "soft_targets.safetensors", expect={"teacher": teacher.run_id})
     whole = other._predict(other._load_finished(teacher, "large", data), data, data.train)
     assert set(cache.arrays) == set(whole) and cache.metadata["features"] == str(n)
     for key, value in whole.items():
@@ -97,14 +99,14 @@ def test_kd_soft_targets_are_written_chunk_by_chunk(exp, tmp_path, monkeypatch, 
 @pytest.mark.parametrize("t2_scale", [True, False])
 def test_kd_during_mtl_applies_the_profiles_t2_setting(exp, monkeypatch, t2_scale):
     """The one distill.t2_scale setting reaches the KD objective of MTL (it used to be ignored there)."""
-    from road_repro.experiments import stages
+    from road_repro.experiments import context
 
     # the same run store: the per-dataset teachers (plain CE, unaffected by t2_scale) are reused
     other = Experiment(load_profile("smoke", TINY + [f"distill.t2_scale={str(t2_scale).lower()}"]), exp.store.root,
                        progress=False)
     seen = []
-    real = stages.pass_losses
-    monkeypatch.setattr(stages, "pass_losses", lambda objective, *a: seen.append(objective) or real(objective, *a))
+    real = context.pass_losses
+    monkeypatch.setattr(context, "pass_losses", lambda objective, *a: seen.append(objective) or real(objective, *a))
     run = other.mtl("large", "road", pass_step=4, kd=True)
     kd = [o for o in seen if o.distill is not None]  # (the per-dataset teachers train with plain CE first when
     assert kd and {o.t2_scale for o in kd} == {t2_scale} and {o.distill for o in kd} == {"kd"}  # not cached yet)
@@ -128,12 +130,12 @@ def test_mtl_reads_its_own_split_of_a_dataset_that_is_also_a_finetuning_task(tmp
 
 
 def test_draws_setting_reaches_the_road_sampler(exp, tmp_path, monkeypatch):
-    from road_repro.experiments import stages
+    from road_repro.experiments.stage_kinds import mtl
 
     other = Experiment(load_profile("smoke", TINY + ["mtl.draws=without_replacement"]), tmp_path, progress=False)
     made = []
-    real = stages.RoadSampler
-    monkeypatch.setattr(stages, "RoadSampler", lambda *a, **k: made.append(a[4:] or k) or real(*a, **k))
+    real = mtl.RoadSampler
+    monkeypatch.setattr(mtl, "RoadSampler", lambda *a, **k: made.append(a[4:] or k) or real(*a, **k))
     run = other.mtl("large", "road", pass_step=4)
     assert run.config["draws"] == "without_replacement" and made == [("without_replacement",)]
     assert exp.mtl("large", "road", pass_step=4).config["draws"] == "with_replacement"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import road_repro.experiments.stages as stages
+import road_repro.experiments.context as context
 from road_repro.config import load_profile
 from road_repro.experiments.__main__ import main
 from road_repro.experiments.stages import Experiment
@@ -26,8 +26,8 @@ ARGS = ["--profile", "smoke", "--seeds", "1"] + [f"--override={o}" for o in (
 
 def _count_loads(monkeypatch) -> Counter:
     loads: Counter = Counter()
-    real = stages.load_examples
-    monkeypatch.setattr(stages, "load_examples", lambda dataset, split, **kw: loads.update(
+    real = context.load_examples
+    monkeypatch.setattr(context, "load_examples", lambda dataset, split, **kw: loads.update(
         [(dataset, split, kw.get("limit"))]) or real(dataset, split, **kw))
     return loads
 

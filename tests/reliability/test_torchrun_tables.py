@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import road_repro.experiments.stages as stages
+import road_repro.experiments.context as context
 from road_repro.experiments.__main__ import main
 
 pytestmark = pytest.mark.slow
@@ -96,8 +96,8 @@ def test_torchrun_from_an_empty_folder_matches_one_process_and_resumes_after_a_k
     launched = _torchrun(multi)  # from an empty folder; runs while this process computes the reference
 
     loads = Counter()
-    real_load = stages.load_examples
-    monkeypatch.setattr(stages, "load_examples", lambda dataset, split, **kw: loads.update(
+    real_load = context.load_examples
+    monkeypatch.setattr(context, "load_examples", lambda dataset, split, **kw: loads.update(
         [(dataset, split, kw.get("limit"))]) or real_load(dataset, split, **kw))
     assert main([*TABLES, "--output-dir", str(single), *ARGS]) == 0
     assert loads and set(loads.values()) == {1}, f"splits loaded more than once for {TABLES}: {loads}"

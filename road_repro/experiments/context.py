@@ -99,8 +99,9 @@ def teacher_keys(data: TaskData) -> tuple[str, ...]:
 class Context(ABC):
     """What the stages share at one scale: the profile, the run store, loaded data, model and train helpers.
 
-    The stage kinds are abstract here; :class:`~road_repro.experiments.stages.Experiment` implements each by
-    its module, and a stage that needs another calls it through these methods, so an override sees it.
+    The stage kinds that other stages call (warm start, finetune, soft targets) are abstract here: a stage
+    calls them through the object, so an override (the planner's) sees them. ``Experiment``
+    (:mod:`road_repro.experiments.stages`) implements every kind by its module in ``stage_kinds``.
     """
 
     def __init__(self, profile: ProfileConfig, runs_dir: Path, progress: bool = True, dry: bool = False,

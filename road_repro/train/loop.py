@@ -15,7 +15,7 @@ loop checks that it is. Each rank keeps its contiguous slice of every pass's row
 ``DistributedDataParallel``, which all-reduces (averages) gradients once per step, on the last pass (the
 others run under ``no_sync``). A rank's loss is its shard's mean scaled by ``world * shard_rows /
 global_rows``, so the average over ranks is the global-batch mean even when the rows do not divide evenly.
-Only rank 0 writes checkpoints (the others wait at a barrier) and every rank resumes from the same one.
+Only rank 0 writes checkpoints (the others wait for its outcome) and every rank resumes from the same one.
 
 Memory: a rank's shard of a pass runs as micro-batches of at most ``max_rows_per_device`` rows (gradient
 accumulation; 0 = as many as the GPU holds, :mod:`road_repro.train.memory`), each micro-batch's mean loss
@@ -47,6 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from road_repro.config import OptimConfig
 from road_repro.errors import ConfigError, TrainingError, TrainingInterrupted
+from road_repro.io import shared_outcome
 from road_repro.log import progress as tqdm
 from road_repro.models.model import activation_checkpointing_during
 from road_repro.train.checkpoint import complete_checkpoints, load_latest, save_checkpoint, set_rng_state
@@ -54,7 +55,6 @@ from road_repro.train.distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_sum,
-    barrier,
     batch_rows,
     gather_rows,
     init_distributed,
@@ -207,13 +207,15 @@ def _resume(checkpoint_dir: Path | None, model: nn.Module, optimizer, scheduler,
 
 def _checkpoint(checkpoint_dir: Path, done: int, model: nn.Module, optimizer, scheduler, scaler,
                 result: TrainResult, info: DistInfo) -> None:
-    """Rank 0 writes the checkpoint (with every rank's torch RNG state); all ranks wait until it is on disk."""
+    """Rank 0 writes the checkpoint (with every rank's torch RNG state); all ranks wait until it is on disk, and
+    if rank 0 fails writing it (a full disk at hour 10) every rank stops with its error at once instead of
+    waiting at a barrier until the collective times out (:func:`road_repro.io.shared_outcome`)."""
     state = _trainer_state(optimizer, scheduler, scaler, result)
     if info.distributed:
         state["rank_rng"] = all_gather_objects(_torch_rng(info.device))
-    if info.is_main:
-        save_checkpoint(checkpoint_dir, done, model, state)
-    barrier()
+    with shared_outcome(f"writing the checkpoint of step {done} in {checkpoint_dir}"):
+        if info.is_main:
+            save_checkpoint(checkpoint_dir, done, model, state)
 
 
 def _wrap(model: nn.Module, info: DistInfo, compile: bool) -> tuple[nn.Module, DistributedDataParallel | None]:

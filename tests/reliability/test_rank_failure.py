@@ -1,6 +1,6 @@
 """Under torchrun, a rank 0 that fails while writing what the other ranks wait for stops them all at once.
 
-Two processes (gloo on the CPU): rank 0 fails writing a table's results, or a stage's ``DONE`` marker. Before,
+Two processes (gloo on the CPU): rank 0 fails writing a table's results, a stage's ``DONE`` marker or a training checkpoint. Before,
 the other rank waited at a barrier until the collective timed out (here 30 s; torchrun's default 30 minutes
 to the command's 2 hours) with no word of why; now it raises at once, naming rank 0, what it was writing and
 its error (:func:`road_repro.io.shared_outcome`).
@@ -32,7 +32,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("where, what", [("table", "writing the results of table table5"),
-                                         ("run", "finishing the run finetune-")])
+                                         ("run", "finishing the run finetune-"),
+                                         ("checkpoint", "writing the checkpoint of step 10")])
 def test_every_rank_stops_with_rank_0s_error(forkserver, tmp_path, where, what):
     port = _free_port()
     procs = [forkserver.Process(target=workers.rank_0_fails_writing, args=(where, rank, port, str(tmp_path)))

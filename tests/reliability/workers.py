@@ -126,8 +126,8 @@ def hang_in_atomic_write(path: str, partial: str, written: Event) -> None:
 
 def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
     """Rank ``rank`` of two (gloo on the CPU): rank 0 fails while writing what the other rank waits for, either
-    ``"table"`` (a table's first CSV: ``run_table`` with the table's computation stubbed out) or ``"run"`` (a
-    stage's ``DONE`` marker). Each rank records its error and the time in ``<out>/rank<rank>.json``; rank 0
+    ``"table"`` (a table's first CSV: ``run_table`` with the table's computation stubbed out), ``"run"`` (a
+    stage's ``DONE`` marker) or ``"checkpoint"`` (a training checkpoint, as a full disk at hour 10). Each rank records its error and the time in ``<out>/rank<rank>.json``; rank 0
     then lives on, as a notebook that caught the error would, until rank 1 has recorded (at most 60 s)."""
     from datetime import timedelta
 
@@ -157,10 +157,23 @@ def rank_0_fails_writing(where: str, rank: int, port: int, out: str) -> None:
             claims.evaluate_claims = lambda frame, spec: frame
             tables.atomic_write_csv = disk_full
             tables.run_table("table5", "smoke", output_dir=root / "results", progress=False)
-        else:
+        elif where == "run":
             real = runs.atomic_write_json
             runs.atomic_write_json = lambda path, obj: disk_full() if path.name == "DONE" else real(path, obj)
             runs.RunStore(root / "runs").run("finetune", {"seed": 1}, lambda path: {"f1": 1.0})
+        else:  # a training checkpoint
+            import torch
+
+            import road_repro.train.loop as loop
+            from road_repro.train.distributed import init_distributed as info_of
+
+            model = torch.nn.Linear(2, 2)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+            loop.save_checkpoint = disk_full
+            scaler = loop.grad_scaler(None, torch.device("cpu"))
+            loop._checkpoint(root / "checkpoints", 10, model, optimizer, scheduler, scaler, loop.TrainResult(),
+                             info_of("cpu"))
         error = None
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

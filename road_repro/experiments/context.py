@@ -247,8 +247,10 @@ class Context(ABC):
         return model
 
     def _train(self, model: RoadModel, step_source, objective: Objective, steps: int, optim: OptimConfig,
-               path: Path, desc: str, loss_fn=None) -> list[dict[str, float]]:
-        """Train with ``objective`` (or a ready ``loss_fn``, e.g. hidden-state KD) and save the weights."""
+               path: Path, desc: str, loss_fn=None,
+               in_step_teacher: RoadModel | None = None) -> list[dict[str, float]]:
+        """Train with ``objective`` (or a ready ``loss_fn``, e.g. hidden-state KD, whose teacher runs in the step:
+        ``in_step_teacher``, counted in the automatic rows per GPU) and save the weights."""
         result = train(
             model, step_source, loss_fn or (lambda out, p, prog: pass_losses(objective, out, p.batch, prog)), steps, optim,
             num_layers=model.num_layers, device=self.device, precision=self.profile.runtime.precision,
@@ -256,7 +258,7 @@ class Context(ABC):
             progress=self.progress, desc=desc, compile=self.profile.runtime.compile,
             max_rows_per_device=self.profile.runtime.max_rows_per_device,
             activation_checkpointing=self.profile.runtime.activation_checkpointing,
-            train_log=path / "train_log.csv",
+            train_log=path / "train_log.csv", in_step_teacher=in_step_teacher,
         )
         atomic_write_json(path / "train_log.json", result.log)
         atomic_write(path / "model.safetensors", lambda tmp: save_weights(model, tmp))

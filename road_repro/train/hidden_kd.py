@@ -24,7 +24,7 @@ from torch import Tensor
 from road_repro.distill import HiddenStateKD
 from road_repro.errors import ConfigError, TrainingError
 from road_repro.models.model import DISTILL_HIDDEN, RoadModel
-from road_repro.train.loop import IN_STEP_TEACHER, MODEL_INPUTS, LossFn, Pass
+from road_repro.train.loop import MODEL_INPUTS, LossFn, Pass
 from road_repro.train.objectives import Objective, pass_losses
 
 
@@ -64,8 +64,8 @@ def make_hidden_kd_loss_fn(objective: Objective, hidden_kd: HiddenStateKD, teach
     Returns ``pass_losses``' keys plus ``logits_loss`` (its total), ``hidden_mse`` and
     ``total = logits_loss + hidden_weight * hidden_mse``. ``hidden_kd`` must be the module attached to the
     student (:func:`attach_hidden_kd`); the teacher is frozen (no gradients) and never becomes part of the
-    student. The function names the teacher as its :data:`~road_repro.train.loop.IN_STEP_TEACHER`, so the
-    loop's automatic ``max_rows_per_device`` leaves room for it on the GPU.
+    student. Pass the teacher to :func:`~road_repro.train.loop.train` as ``in_step_teacher`` too, so the
+    automatic ``max_rows_per_device`` leaves room for it on the GPU.
     """
     if not hidden_weight > 0:
         raise ConfigError(f"hidden_weight={hidden_weight} must be > 0")
@@ -81,5 +81,4 @@ def make_hidden_kd_loss_fn(objective: Objective, hidden_kd: HiddenStateKD, teach
         return {**losses, "logits_loss": losses["total"], "hidden_mse": hidden,
                 "total": losses["total"] + hidden_weight * hidden}
 
-    setattr(loss_fn, IN_STEP_TEACHER, teacher)  # the loop's automatic row limit counts the teacher's memory
     return loss_fn

@@ -84,10 +84,6 @@ class Pass:
 
 StepSource = Callable[[int], list[Pass]]
 LossFn = Callable[[dict[str, Tensor], Pass, float], dict[str, Tensor]]
-#: The attribute by which a ``loss_fn`` that runs a model of its own inside each step, on the student's GPU
-#: (hidden-state KD's teacher, :func:`~road_repro.train.hidden_kd.make_hidden_kd_loss_fn`), names it, so the
-#: automatic ``max_rows_per_device`` counts that model's memory too.
-IN_STEP_TEACHER = "in_step_teacher"
 #: Most rows of one micro-batch on this device for a batch of the given sequence length (None: no limit).
 RowLimit = Callable[[int], "int | None"]
 
@@ -330,6 +326,7 @@ def train(
     max_rows_per_device: int = 0,
     activation_checkpointing: bool = False,
     train_log: Path | None = None,
+    in_step_teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train for ``total_steps`` optimizer steps, resuming from ``checkpoint_dir`` if it holds a checkpoint.
 
@@ -338,8 +335,8 @@ def train(
     Under torchrun every rank calls this with the same arguments; ``model`` ends with the same weights on
     every rank and the returned log holds global (all-rank) means. Each rank's rows of a pass run as
     micro-batches of at most ``max_rows_per_device`` rows (0: as many as the GPU's memory holds, by
-    :func:`~road_repro.train.memory.device_row_limit`, with the ``loss_fn``'s in-step teacher if it names one
-    (:data:`IN_STEP_TEACHER`); no limit on CPU); ``activation_checkpointing`` recomputes the encoder's layers
+    :func:`~road_repro.train.memory.device_row_limit`, counting ``in_step_teacher``: a model the ``loss_fn`` runs
+    inside each step on the same GPU, hidden-state KD's teacher; no limit on CPU); ``activation_checkpointing`` recomputes the encoder's layers
     in backward while this trains, and is set back as it was when it returns or fails
     (:func:`~road_repro.models.model.activation_checkpointing_during`).
     """
@@ -349,7 +346,7 @@ def train(
     optimizer, scheduler = build_optimizer(model, optim, num_layers, total_steps)
     dtype = resolve_precision(precision, device)
     row_limit = device_row_limit(max_rows_per_device, model, device, 4 if dtype is None else 2, activation_checkpointing,
-                                 getattr(loss_fn, IN_STEP_TEACHER, None))
+                                 in_step_teacher)
     scaler = grad_scaler(dtype, device)
     result = TrainResult()
     start = _resume(checkpoint_dir, model, optimizer, scheduler, scaler, result, info)

@@ -30,11 +30,25 @@ TINY = [
 ]
 
 
+#: (run folder, in_step_teacher) of every train() call of the fixture's stages.
+TRAINED: list[tuple[str, object]] = []
+
+
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
+    import road_repro.experiments.context as context
+
     root = tmp_path_factory.mktemp("rows")
-    for table in ("table6", "table3", "blog_distilled_teacher", "blog_hidden_state"):
-        run_table(table, "smoke", output_dir=root, runs_dir=root / "runs", overrides=TINY, progress=False)
+    real = context.train
+
+    def recording_train(*args, **kwargs):
+        TRAINED.append((kwargs["checkpoint_dir"].parent.name, kwargs.get("in_step_teacher")))
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(context, "train", recording_train)
+        for table in ("table6", "table3", "blog_distilled_teacher", "blog_hidden_state"):
+            run_table(table, "smoke", output_dir=root, runs_dir=root / "runs", overrides=TINY, progress=False)
     return root
 
 
@@ -71,6 +85,10 @@ def test_hidden_state_kd_trains_a_projection_saved_with_the_student(out):
             assert not any("distill_projection" in k for k in fh.keys())
         log = json.loads((out / "runs" / run_id / "train_log.json").read_text())
         assert "hidden_mse" in log[-1]
+        # the teacher runs in each step: train() counts it in the automatic rows per GPU
+        (teacher,) = [t for run, t in TRAINED if run == run_id]
+        assert teacher is not None and teacher.encoder is not None
+    assert [run for run, t in TRAINED if t is not None and "hidden_kd" not in _config(out, run)] == []
 
 
 def test_negative_question_augmentation_and_label_smoothing(out):

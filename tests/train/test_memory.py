@@ -112,16 +112,12 @@ def test_paper_batches_split_to_fit_a_v100_32gb():
 def test_hidden_state_kd_teacher_leaves_fewer_rows_in_the_loop_and_the_dry_run(monkeypatch):
     """ELECTRA-large student with an ELECTRA-large in-step teacher on a V100-32GB (fp16, 512 tokens): the estimate
     is larger, and the automatic rows per micro-batch fewer, than without the teacher -- alike in the training
-    loop (:func:`device_row_limit`, the teacher named by the hidden-KD loss function) and in the dry run."""
+    loop (:func:`device_row_limit`, given train()'s ``in_step_teacher``) and in the dry run."""
     from types import SimpleNamespace
 
     from transformers import ElectraConfig
 
-    from road_repro.distill import HiddenStateKD
-    from road_repro.train.hidden_kd import make_hidden_kd_loss_fn
-    from road_repro.train.loop import IN_STEP_TEACHER
     from road_repro.train.memory import device_row_limit
-    from road_repro.train.objectives import Objective
 
     budget = int(gpu_bytes("V100-32GB") * USABLE_FRACTION)
     alone, taught = rows_that_fit(LARGE, 512, 2, budget), rows_that_fit(LARGE, 512, 2, budget, teacher=LARGE)
@@ -141,11 +137,9 @@ def test_hidden_state_kd_teacher_leaves_fewer_rows_in_the_loop_and_the_dry_run(m
                         lambda device: SimpleNamespace(total_memory=gpu_bytes("V100-32GB")))
     teacher = torch.nn.Module()
     teacher.encoder = SimpleNamespace(config=large)
-    loss_fn = make_hidden_kd_loss_fn(Objective(), HiddenStateKD(1024, 1024, 24, 24), teacher, 1.0)
-    assert getattr(loss_fn, IN_STEP_TEACHER) is teacher  # what train() hands to device_row_limit
     gpu = torch.device("cuda", 0)
     assert device_row_limit(0, student, gpu, 2, False)(512) == alone
-    assert device_row_limit(0, student, gpu, 2, False, getattr(loss_fn, IN_STEP_TEACHER))(512) == taught
+    assert device_row_limit(0, student, gpu, 2, False, teacher)(512) == taught  # train()'s in_step_teacher
 
 
 def test_profile_rejects_an_unknown_gpu_and_a_negative_row_limit():

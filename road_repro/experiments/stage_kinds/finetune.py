@@ -66,7 +66,7 @@ def run(
         loss_objective = replace(objective, mask_padding=data.is_span and data.per_batch)
         extra = (teacher_targets(exp, task, teacher_model or model_key, model_key, objective, teachers)
                  if objective.distill else {})
-        loss_fn = None
+        loss_fn, teacher = None, None
         if hidden is not None:
             teacher = exp._load_finished(teachers[0], teacher_model or model_key, exp.task(task, teacher_model or model_key))
             loss_fn = make_hidden_kd_loss_fn(loss_objective, attach_hidden_kd(model, teacher, hidden.last_layer_only),
@@ -77,6 +77,7 @@ def run(
             model, lambda step: [Pass(data.task_type, task, data.batch(data.train, batches(step), extra))],
             loss_objective, total, optim, path,
             f"{task} seed {seed} {objective.distill or 'ce'}{' + hidden-state KD' if hidden else ''}", loss_fn,
+            in_step_teacher=teacher,
         )
         metrics: dict[str, Any] = {"steps": total, "final_loss": log[-1]["total"],
                                    "attention": attention_kind(model.encoder)}

@@ -79,11 +79,11 @@ def _run(args: argparse.Namespace) -> int:
     code = experiments(_experiments_argv(args, "--plan", *nproc_flags))  # checks all; writes plan.json for `status`
     if code:
         return code
-    if nproc is not None and nproc > 1:  # as make reproduce-all NPROC=N: the stages through torchrun, then cached below
-        done = subprocess.run(torchrun_argv(nproc, _experiments_argv(args)))
-        if done.returncode:
-            return done.returncode
-    code = experiments(_experiments_argv(args, *(["--no-progress"] if args.no_progress else [])))
+    run_argv = _experiments_argv(args, *(["--no-progress"] if args.no_progress else []))
+    if nproc is not None and nproc > 1:  # the tables through torchrun: rank 0 writes their results
+        code = subprocess.run(torchrun_argv(nproc, run_argv)).returncode
+    else:
+        code = experiments(run_argv)
     if code or args.no_report:
         return code
     return report(["--profile", args.profile, "--output-dir", args.output_dir])
